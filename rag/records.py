@@ -1,0 +1,130 @@
+"""Typed records passed between the pipeline's stages.
+
+Each stage takes and returns these; nothing else crosses a stage boundary. Page numbers are 1-based
+everywhere a user can see them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+AnswerMode = Literal["llm", "extractive", "refused"]
+RetrievalMode = Literal["dense", "lexical", "hybrid"]
+
+
+@dataclass(frozen=True)
+class Page:
+    """The cleaned text of one page (a text file is one page)."""
+
+    source: str
+    page: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded file: its pages and the hash of its raw bytes, which ids derive from."""
+
+    source: str
+    sha256: str
+    pages: tuple[Page, ...]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A token-bounded piece of a document, the unit that is embedded, stored and cited."""
+
+    id: str
+    source: str
+    doc_sha256: str
+    index: int
+    text: str
+    pages: tuple[int, ...]
+    clause: str | None = None
+
+    @property
+    def page(self) -> int:
+        return self.pages[0] if self.pages else 1
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk and why it was chosen: its rank in each list and the fused score."""
+
+    chunk: Chunk
+    score: float
+    dense_rank: int | None = None
+    lexical_rank: int | None = None
+    dense_score: float | None = None
+    lexical_score: float | None = None
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A hit as it was shown to the model, numbered [n]."""
+
+    n: int
+    source: str
+    page: int
+    text: str
+    score: float
+    chunk_id: str
+    clause: str | None = None
+    dense_rank: int | None = None
+    lexical_rank: int | None = None
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int
+    source: str
+    page: int
+    clause: str | None
+    chunk_id: str
+
+
+@dataclass(frozen=True)
+class FileFailure:
+    path: str
+    error: str
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: list[FileFailure] = field(default_factory=list)
+    chunks: int = 0
+    seconds: float = 0.0
+    embedded: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    mode: AnswerMode
+    citations: list[Citation] = field(default_factory=list)
+    passages: list[Passage] = field(default_factory=list)
+    model: str | None = None
+    seed: int | None = None
+    temperature: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    unsupported_sentences: list[str] = field(default_factory=list)
+    audit: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.model is None:
+            data.pop("model")
+        if self.seed is None:
+            data.pop("seed")
+        if self.temperature is None:
+            data.pop("temperature")
+        return data
