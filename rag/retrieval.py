@@ -1,0 +1,68 @@
+"""Retrieval: dense (Chroma), lexical (BM25) or both fused by reciprocal-rank fusion."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.errors import ConfigError, IndexMissingError
+from rag.records import Hit, RetrievalMode
+from rag.store import ChromaStore, Manifest, build_fingerprint, check_fingerprint
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+    from rag.embeddings import Embedder
+
+
+def reciprocal_rank_fusion(dense: Sequence[Hit], lexical: Sequence[Hit], k: int, rrf_k: int = 60) -> list[Hit]:
+    """Fuse two ranked lists: score = sum over lists of 1 / (rrf_k + rank). Each hit keeps both ranks."""
+    merged: dict[str, Hit] = {}
+    scores: dict[str, float] = {}
+    for hit in dense:
+        merged[hit.chunk.id] = hit
+        scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + 1.0 / (rrf_k + (hit.dense_rank or 0))
+    for hit in lexical:
+        known = merged.get(hit.chunk.id)
+        merged[hit.chunk.id] = (
+            replace(known, lexical_rank=hit.lexical_rank, lexical_score=hit.lexical_score) if known else hit
+        )
+        scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + 1.0 / (rrf_k + (hit.lexical_rank or 0))
+    ranked = sorted(merged, key=lambda chunk_id: (-scores[chunk_id], chunk_id))
+    return [replace(merged[chunk_id], score=scores[chunk_id]) for chunk_id in ranked[:k]]
+
+
+class Searcher:
+    """An open index and its embedder, created once and reused for every question."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.index_dir = Path(settings.index_dir)
+        manifest = Manifest.load(self.index_dir)
+        if manifest is None or not manifest.files:
+            raise IndexMissingError(f"the index at {self.index_dir} is empty: run `rag ingest PATH...` first")
+        check_fingerprint(manifest.fingerprint, build_fingerprint(settings), self.index_dir)
+        self.manifest = manifest
+        self.fingerprint = manifest.fingerprint
+        self.store = ChromaStore.open(settings, self.index_dir, build_fingerprint(settings), create=False)
+        self._embedder = embedder
+        self._lock = threading.Lock()
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                from rag.embeddings import make_embedder
+
+                self._embedder = make_embedder(self.settings)
+            return self._embedder
+
+    def search(self, question: str, k: int, mode: RetrievalMode = "dense", source: str | None = None) -> list[Hit]:
+        from rag.embeddings import embed_query
+
+        if mode != "dense":
+            raise ConfigError(f"retrieval mode {mode!r} is not available yet; use --mode dense")
+        vector = embed_query(self.embedder, question)
+        return self.store.query(vector, k, source=source)

@@ -1,0 +1,251 @@
+"""The index on disk: the Chroma collection and the manifest that says what is in it and how it was built.
+
+Chroma's nested result lists end here; the rest of the code sees Chunks and Hits. Chroma never embeds
+anything itself: every write and query passes vectors, so its default (downloading) embedding function
+never runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rag.errors import IndexMismatchError, IndexMissingError
+from rag.records import Chunk, Hit
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+
+COLLECTION = "rag_chunks"
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+def build_fingerprint(settings: Settings, dim: int | None = None) -> dict[str, Any]:
+    """How an index is built. Two indexes with different fingerprints cannot be mixed."""
+    fingerprint: dict[str, Any] = {"embedder": settings.embedder, **settings.chunking_fingerprint()}
+    if dim is not None:
+        fingerprint["dim"] = dim
+    return fingerprint
+
+
+def check_fingerprint(stored: dict[str, Any], wanted: dict[str, Any], index_dir: Path) -> None:
+    differences = [
+        f"{key}: index has {stored.get(key)!r}, settings ask for {value!r}"
+        for key, value in wanted.items()
+        if key in stored and stored.get(key) != value
+    ]
+    if differences:
+        raise IndexMismatchError(
+            f"the index at {index_dir} was built with other settings ({'; '.join(differences)}). "
+            f"Use the original settings, or rebuild: delete {index_dir} (or pass --index NEWDIR) and run "
+            "`rag ingest` again"
+        )
+
+
+@dataclass
+class FileEntry:
+    sha256: str
+    size: int
+    mtime_ns: int
+    chunk_ids: list[str]
+
+
+@dataclass
+class Manifest:
+    """Which file holds which content, and which chunk ids that content became.
+
+    Written atomically after the store has the chunks, so it never names a chunk the store lacks.
+    """
+
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, FileEntry] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, index_dir: Path) -> Manifest | None:
+        path = index_dir / MANIFEST_NAME
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise IndexMismatchError(
+                f"{path} is unreadable ({exc}); delete {index_dir} and run `rag ingest` again"
+            ) from exc
+        files = {source: FileEntry(**entry) for source, entry in raw.get("files", {}).items()}
+        return cls(fingerprint=raw.get("fingerprint", {}), files=files)
+
+    def save(self, index_dir: Path) -> None:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "version": MANIFEST_VERSION,
+            "fingerprint": self.fingerprint,
+            "files": {source: vars(entry) for source, entry in sorted(self.files.items())},
+        }
+        atomic_write_text(index_dir / MANIFEST_NAME, json.dumps(payload, ensure_ascii=False, indent=1))
+
+    def chunk_ids(self) -> set[str]:
+        return {chunk_id for entry in self.files.values() for chunk_id in entry.chunk_ids}
+
+    def sources_of(self, doc_sha256: str) -> list[str]:
+        return sorted(source for source, entry in self.files.items() if entry.sha256 == doc_sha256)
+
+    def documents(self) -> int:
+        return len({entry.sha256 for entry in self.files.values()})
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class ChromaStore:
+    """The dense side of the index: one Chroma collection with cosine distance."""
+
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+
+    @classmethod
+    def open(cls, settings: Settings, index_dir: Path, fingerprint: dict[str, Any], create: bool) -> ChromaStore:
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_dir = index_dir / "chroma"
+        if not create and not chroma_dir.exists():
+            raise IndexMissingError(f"no index at {index_dir}: run `rag ingest PATH...` first")
+        client = chromadb.PersistentClient(
+            path=str(chroma_dir), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+        )
+        if create:
+            collection = client.get_or_create_collection(
+                COLLECTION,
+                metadata=_metadata_of(fingerprint),
+                configuration={"hnsw": {"space": "cosine"}},
+                embedding_function=None,
+            )
+        else:
+            try:
+                collection = client.get_collection(COLLECTION, embedding_function=None)
+            except Exception as exc:  # chromadb raises NotFoundError or ValueError by version
+                raise IndexMissingError(f"no index at {index_dir}: run `rag ingest PATH...` first") from exc
+        stored = {key: value for key, value in (collection.metadata or {}).items() if not key.startswith("hnsw")}
+        check_fingerprint(stored, fingerprint, index_dir)
+        return cls(collection)
+
+    def count(self) -> int:
+        return int(self._collection.count())
+
+    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        if not chunks:
+            return
+        self._collection.upsert(
+            ids=[chunk.id for chunk in chunks],
+            embeddings=np.asarray(vectors, dtype=np.float32),
+            documents=[chunk.text for chunk in chunks],
+            metadatas=[_chunk_metadata(chunk) for chunk in chunks],
+        )
+
+    def delete(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        for start in range(0, len(ids), 5000):
+            self._collection.delete(ids=ids[start : start + 5000])
+
+    def all_ids(self) -> set[str]:
+        result = self._collection.get(include=[])
+        return set(result["ids"])
+
+    def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
+        if not ids:
+            return []
+        result = self._collection.get(ids=list(ids), include=["documents", "metadatas"])
+        by_id = {
+            chunk_id: _chunk_from(chunk_id, document, metadata)
+            for chunk_id, document, metadata in zip(
+                result["ids"], result["documents"] or [], result["metadatas"] or [], strict=True
+            )
+        }
+        return [by_id[chunk_id] for chunk_id in ids if chunk_id in by_id]
+
+    def iter_chunks(self, batch: int = 2000) -> Iterable[Chunk]:
+        offset = 0
+        while True:
+            result = self._collection.get(include=["documents", "metadatas"], limit=batch, offset=offset)
+            ids = result["ids"]
+            if not ids:
+                return
+            for chunk_id, document, metadata in zip(
+                ids, result["documents"] or [], result["metadatas"] or [], strict=True
+            ):
+                yield _chunk_from(chunk_id, document, metadata)
+            offset += len(ids)
+
+    def query(self, vector: np.ndarray, k: int, source: str | None = None) -> list[Hit]:
+        total = self.count()
+        if total == 0:
+            return []
+        result = self._collection.query(
+            query_embeddings=np.asarray([vector], dtype=np.float32),
+            n_results=min(k, total),
+            where={"source": source} if source else None,
+            include=["documents", "metadatas", "distances"],
+        )
+        hits = []
+        ids = result["ids"][0]
+        documents = (result["documents"] or [[]])[0]
+        metadatas = (result["metadatas"] or [[]])[0]
+        distances = (result["distances"] or [[]])[0]
+        for rank, (chunk_id, document, metadata, distance) in enumerate(
+            zip(ids, documents, metadatas, distances, strict=True), start=1
+        ):
+            similarity = 1.0 - float(distance)
+            hits.append(
+                Hit(
+                    chunk=_chunk_from(chunk_id, document, metadata),
+                    score=similarity,
+                    dense_rank=rank,
+                    dense_score=similarity,
+                )
+            )
+        return hits
+
+
+def _metadata_of(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in fingerprint.items() if isinstance(value, str | int | float | bool)}
+
+
+def _chunk_metadata(chunk: Chunk) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "source": chunk.source,
+        "doc_sha256": chunk.doc_sha256,
+        "index": chunk.index,
+        "pages": ",".join(str(page) for page in chunk.pages),
+        "page": chunk.page,
+    }
+    if chunk.clause:
+        metadata["clause"] = chunk.clause
+    return metadata
+
+
+def _chunk_from(chunk_id: str, document: str | None, metadata: Any) -> Chunk:
+    metadata = dict(metadata or {})
+    pages = tuple(int(page) for page in str(metadata.get("pages", "1")).split(",") if page)
+    return Chunk(
+        id=chunk_id,
+        source=str(metadata.get("source", "")),
+        doc_sha256=str(metadata.get("doc_sha256", "")),
+        index=int(metadata.get("index", 0)),
+        text=document or "",
+        pages=pages or (1,),
+        clause=metadata.get("clause"),
+    )

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up, then run the linters and the test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh dev
+export ORT_DISABLE_TELEMETRY=1
+echo "== ruff"
+.venv/bin/ruff check rag tests scripts
+echo "== mypy"
+.venv/bin/mypy rag
+echo "== pytest"
+.venv/bin/python -m pytest "$@"

