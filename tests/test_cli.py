@@ -89,3 +89,12 @@ def test_python_dash_m_and_help_do_not_import_heavy_libraries() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "ingest" in result.stdout and result.stdout.strip().endswith("[]")
+
+
+def test_cache_clear_empties_the_embedding_cache(env: dict[str, str]) -> None:
+    assert runner.invoke(app, ["ingest", str(DATA)], env=env).exit_code == 0
+    stats = json.loads(runner.invoke(app, ["cache", "stats", "--json"], env=env).stdout)
+    assert stats["entries"] > 0
+    cleared = json.loads(runner.invoke(app, ["cache", "clear", "--json"], env=env).stdout)
+    assert cleared["removed"] == stats["entries"]
+    assert json.loads(runner.invoke(app, ["cache", "stats", "--json"], env=env).stdout)["entries"] == 0

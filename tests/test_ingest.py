@@ -127,3 +127,36 @@ def test_real_chinese_policies_keep_pages_and_clauses(tmp_path: Path, fake_setti
     assert {page for chunk in chunks for page in chunk.pages} == set(range(1, 10))
     age = [chunk for chunk in chunks if "18至60周岁" in chunk.text]
     assert age and age[0].pages == (3,) and age[0].clause == "1.3投保年龄"
+
+
+def test_identical_chunks_in_two_files_are_embedded_once(tmp_path: Path, fake_settings: Settings) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    standard = "\n\n".join(f"第{n}条 标准条款\n" + "本公司按合同约定给付保险金。" * 20 for n in "一二三")
+    (docs / "product_a.md").write_text("# 甲产品\n\n" + standard, encoding="utf-8")
+    (docs / "product_b.md").write_text("# 乙产品\n\n" + standard, encoding="utf-8")
+    embedder = FakeEmbedder()
+    report = ingest_paths([docs], fake_settings, embedder=embedder)
+    manifest = Manifest.load(Path(fake_settings.index_dir))
+    assert manifest is not None and report.added == 2
+    store = ChromaStore.open(fake_settings, Path(fake_settings.index_dir), build_fingerprint(fake_settings), False)
+    texts = [chunk.text for chunk in store.iter_chunks()]
+    assert len(texts) > len(set(texts))  # the shared clauses really are stored under both files
+    assert embedder.texts_embedded == report.embedded == len(set(texts))
+
+
+def test_an_edited_file_re_embeds_only_its_changed_chunks(tmp_path: Path, fake_settings: Settings) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    clauses = [f"## 第{n}条\n\n" + f"条款{n}的内容，约定了保险责任。" * 15 for n in range(1, 9)]
+    policy = docs / "policy.md"
+    policy.write_text("\n\n".join(clauses), encoding="utf-8")
+    first = FakeEmbedder()
+    ingest_paths([docs], fake_settings, embedder=first)
+    clauses[4] = "## 第5条\n\n本条已修改：等待期为90日。"
+    policy.write_text("\n\n".join(clauses), encoding="utf-8")
+    second = FakeEmbedder()
+    report = ingest_paths([docs], fake_settings, embedder=second)
+    assert report.updated == 1
+    assert second.calls == 1 and second.texts_embedded == report.embedded
+    assert 1 <= report.embedded <= 2 < first.texts_embedded
