@@ -1,0 +1,271 @@
+"""Find the numbers in a text and compare them, however Chinese and English documents write them.
+
+Every number in an answer must also appear in a passage it cites. "1.5万", "15,000", "一万五千" and
+"１５０００" are one value; "20%", "20％", "百分之二十" and "二成" are one percentage; "第3条" and "第三条"
+carry the same 3. Citation markers ([1], 【2】), dotted section numbers (3.2.1) and list ordinals ("1." or
+"一、" at the start of a line) are not numbers to check.
+
+Chinese numerals are read only where they read as numbers: a run of two or more ("十五", "三千五百"), or a
+single one before a unit ("三天", "两年", "第一条"); "一般", "统一", "万一" and "千万不要" are words, not
+numbers. English number words ("fifteen days") are read the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+__all__ = [
+    "CITATION_MARKER",
+    "NumberMention",
+    "find_numbers",
+    "halfwidth",
+    "numbers_match",
+    "unsupported_numbers",
+]
+
+
+@dataclass(frozen=True)
+class NumberMention:
+    """One number as written in a text, and the value it stands for."""
+
+    text: str  # as written, with its multiplier, percent sign and a trailing 元: "1.5万元", "20%"
+    value: Decimal  # 20 for "20%": the percent sign is kept in is_percent, not in the value
+    is_percent: bool
+    start: int
+    end: int
+
+
+_HALFWIDTH = str.maketrans(
+    {chr(0xFF10 + i): str(i) for i in range(10)} | {"．": ".", "，": ",", "％": "%", "［": "[", "］": "]"}
+)
+
+
+def halfwidth(text: str) -> str:
+    """Full-width digits and the punctuation around numbers as ASCII. The length never changes, so offsets
+    found in the result hold in `text` too."""
+    return text.translate(_HALFWIDTH)
+
+
+# A citation marker: [1], [1, 2], [1-3], 【1，2】 (in halfwidth() text). rag.verify parses them; here they
+# are skipped.
+CITATION_MARKER = re.compile(r"[\[【][ \t]*\d+(?:[ \t]*(?:[,、;；]|[-–—~至])[ \t]*\d+)*[ \t]*[\]】]")
+
+_ARABIC = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?"
+_CN_DIGITS = dict(zip("零〇一二两三四五六七八九", (0, 0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9), strict=True))
+_CN_SMALL_UNITS = {"十": 10, "百": 100, "千": 1000}
+_CN_BIG_UNITS = {"万": 10**4, "亿": 10**8}
+_CHINESE = r"[零〇一二两三四五六七八九十百千万亿]+(?:点[零〇一二三四五六七八九]+)?"
+_ORDINAL = r"(?:\d+|[一二三四五六七八九十]+)"
+
+_EN_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen"
+_EN_TEENS = "sixteen seventeen eighteen nineteen"
+_EN_TENS = "twenty thirty forty fifty sixty seventy eighty ninety"
+_EN_SMALL = {word: i for i, word in enumerate(f"{_EN_ONES} {_EN_TEENS}".split())} | {
+    word: 10 * i for i, word in enumerate(_EN_TENS.split(), 2)
+}
+_EN_SCALES = {"hundred": 100, "thousand": 10**3, "million": 10**6, "billion": 10**9}
+_EN_WORD = "|".join(sorted([*_EN_SMALL, *_EN_SCALES], key=len, reverse=True))
+_ENGLISH = rf"(?<![A-Za-z])(?i:{_EN_WORD})(?:(?:[ \t]+and[ \t]+|[ \t-]+)(?i:{_EN_WORD}))*(?![A-Za-z])"
+
+_MULTIPLIERS = {
+    "万亿": 10**12, "千亿": 10**11, "千万": 10**7, "百万": 10**6, "亿": 10**8, "万": 10**4,
+    "千": 10**3, "百": 100, "thousand": 10**3, "million": 10**6, "billion": 10**9,
+}  # fmt: skip
+
+_TOKEN = re.compile(
+    rf"""
+    (?P<skip>
+        {CITATION_MARKER.pattern}
+      | \d+(?:\.\d+){{2,}}                                      # section or version numbers: 3.2.1
+      | ^[ \t]*(?:[-*•][ \t]*)?                                 # list ordinals at the start of a line:
+        (?:[(（]{_ORDINAL}[)）] | {_ORDINAL}[.、)）](?!\d))      #   "1." "(1)" "一、" "（一）"
+      | (?<=[：:；;])[ \t]*{_ORDINAL}[、)）]                      # ... or after a colon: "包括：1、…；2、…"
+    )
+  | (?P<per>百分之|千分之)(?P<per_num>{_ARABIC}|{_CHINESE})
+  | (?P<arabic>{_ARABIC})
+    (?P<mult>[ ]?(?:万亿|千亿|千万|百万|亿|万|千(?!分之)|百(?!分))
+           | [ ](?i:thousand|million|billion)(?![A-Za-z]))?
+    (?P<pct>[ ]?(?:%|(?i:percent|per[ ]cent)(?![A-Za-z])))?
+  | (?P<chinese>{_CHINESE})
+  | (?P<english>{_ENGLISH})
+    """,
+    re.VERBOSE | re.MULTILINE,
+)
+
+# What may follow a single Chinese numeral for it to count as a number ("三天", "两年", "五次"). A lone 一
+# needs a unit of time or money: "一个", "一种", "一项" are mostly the article "a".
+_UNITS_AFTER_ONE = ("日", "天", "年", "月", "周", "岁", "元", "倍", "个月", "小时")
+_UNITS = (*_UNITS_AFTER_ONE, *"个次项条款章节页份人名家位种类级档期张%")
+_EN_UNITS = re.compile(
+    r"[ \t]+(?i:days?|weeks?|months?|years?|hours?|times|percent|per cent|dollars?|yuan)\b|%"
+)
+# "八成" is 80%, but "三成年人", "一成不变" and "八成立" are not percentages.
+_CHENG = re.compile(r"成(?!年|人|员|为|立|本|功|交|熟|长|果|绩|品|分|都|不变)")
+
+
+def find_numbers(text: str) -> list[NumberMention]:
+    """Every number in `text` that a reader would check against a source, in order of appearance."""
+    norm = halfwidth(text)
+    found: list[NumberMention] = []
+    for m in _TOKEN.finditer(norm):
+        start, end, is_percent = m.start(), m.end(), False
+        value: Decimal | None
+        if m["skip"] is not None:
+            continue
+        if m["per"] is not None:
+            value = _parse_arabic_or_chinese(m["per_num"])
+            if value is not None and m["per"] == "千分之":
+                value /= 10
+            is_percent = True
+        elif m["arabic"] is not None:
+            value = Decimal(m["arabic"].replace(",", ""))
+            if m["mult"]:
+                value *= _MULTIPLIERS[m["mult"].strip().lower()]
+            is_percent = m["pct"] is not None
+        elif m["chinese"] is not None:
+            span = _chinese_number(norm, start, end)
+            if span is None:
+                continue
+            start, end, value = span
+        else:
+            value = _english_value(m["english"])
+            unit = _EN_UNITS.match(norm, end)
+            if value == 1 and unit is None:
+                continue  # "one of", "no one": not a quantity
+            if unit is not None and unit[0].strip().lower() in ("%", "percent", "per cent"):
+                end, is_percent = unit.end(), True
+        if value is None:
+            continue
+        if not is_percent and 0 < value <= 10 and not m["mult"] and _CHENG.match(norm, end):
+            value, end, is_percent = value * 10, end + 1, True  # 八成 = 80%
+        if not is_percent and norm.startswith("元", end):
+            end += 1
+        found.append(NumberMention(text[start:end], _tidy(value), is_percent, start, end))
+    return found
+
+
+def numbers_match(a: NumberMention, b: NumberMention) -> bool:
+    """Whether two mentions stand for the same number: equal values, both percentages or neither."""
+    return _key(a) == _key(b)
+
+
+def unsupported_numbers(answer: str, sources: Iterable[str]) -> list[NumberMention]:
+    """The numbers in `answer` that appear in none of `sources`, in the answer's order."""
+    known = {_key(m) for source in sources for m in find_numbers(source)}
+    return [m for m in find_numbers(answer) if _key(m) not in known]
+
+
+def _key(m: NumberMention) -> tuple[Decimal, bool]:
+    return m.value, m.is_percent  # equal Decimals hash equal, so this set key agrees with numbers_match
+
+
+def _tidy(value: Decimal) -> Decimal:
+    """15000 rather than 15000.0; 1.5 rather than 1.50. The value is unchanged."""
+    if value == value.to_integral_value():
+        return value.to_integral_value()
+    return value.normalize()
+
+
+def _parse_arabic_or_chinese(s: str) -> Decimal | None:
+    return Decimal(s.replace(",", "")) if s[0].isdigit() else _parse_chinese(s)
+
+
+def _chinese_number(norm: str, start: int, end: int) -> tuple[int, int, Decimal] | None:
+    """The number in the run of Chinese numeral characters norm[start:end], if it reads as one there.
+
+    When the whole run does not ("统一三年" holds the run 一三), the run without its first character is tried,
+    and so on: the number is the longest tail that reads as one.
+    """
+    if norm.startswith("万一", end - 2) and not norm.startswith(_UNITS, end):
+        end -= 1  # "十万一旦…": this 万一 is "in case"
+    for s in range(start, end):
+        run = norm[s:end]
+        value = _parse_chinese(run)
+        if value is not None and _reads_as_number(norm, s, end, run):
+            return s, end, value
+    return None
+
+
+def _reads_as_number(norm: str, start: int, end: int, run: str) -> bool:
+    if "点" in run:
+        return True
+    if len(run) == 1:
+        if run in "百千万亿":
+            return False
+        after_di = norm[start - 1 : start] == "第"
+        units = _UNITS_AFTER_ONE if run in "一零〇" and not after_di else _UNITS
+        return norm.startswith(units, end) or bool(_CHENG.match(norm, end))
+    if all(ch in _CN_DIGITS for ch in run):  # read digit by digit: "二〇二三年"
+        return ("〇" in run and len(run) >= 3) or (len(run) == 4 and norm.startswith("年", end))
+    if run == "千万":  # the adverb "by all means", unless an amount follows: "千万元"
+        return norm.startswith(_UNITS, end)
+    return True
+
+
+def _parse_chinese(s: str) -> Decimal | None:
+    """The value of a Chinese numeral ("三千五百", "一百零五", "两万", "一点五", "二〇二三"), or None."""
+    whole, _, fraction = s.partition("点")
+    integer = _parse_chinese_integer(whole)
+    if integer is None or any(ch not in _CN_DIGITS for ch in fraction):
+        return None
+    if not fraction:
+        return Decimal(integer)
+    return Decimal(f"{integer}.{''.join(str(_CN_DIGITS[ch]) for ch in fraction)}")
+
+
+def _parse_chinese_integer(s: str) -> int | None:
+    if not s:
+        return None
+    if all(ch in _CN_DIGITS for ch in s):
+        return int("".join(str(_CN_DIGITS[ch]) for ch in s))
+    total = wan = section = 0  # the 亿s so far, the 万s so far, the part below 10000
+    digit: int | None = None
+    zero = False  # a 零 since the last unit: 一千零五 is 1005, while 三千五 is short for 3500
+    last_small = 10**4  # 千, 百, 十 must come in falling order within a section
+    last_unit = 1
+    for ch in s:
+        if ch in "零〇":
+            if digit is not None:
+                return None
+            zero = True
+        elif ch in _CN_DIGITS:
+            if digit is not None:
+                return None
+            digit = _CN_DIGITS[ch]
+        elif ch in _CN_SMALL_UNITS:
+            unit = _CN_SMALL_UNITS[ch]
+            if unit >= last_small:
+                return None
+            section += (1 if digit is None else digit) * unit
+            digit, zero, last_small, last_unit = None, False, unit, unit
+        else:
+            unit = _CN_BIG_UNITS[ch]
+            group = section + (digit or 0)
+            if unit == 10**4:
+                if wan or not group:
+                    return None  # 万 with nothing to multiply, or two 万s in one 亿
+                wan = group * unit
+            else:
+                if not (total or wan or group):
+                    return None
+                total, wan = (total + wan + group) * unit, 0
+            section, digit, zero, last_small, last_unit = 0, None, False, 10**4, unit
+    if digit is not None:
+        section += digit * last_unit // 10 if not zero and last_unit >= 100 else digit
+    return total + wan + section
+
+
+def _english_value(words: str) -> Decimal:
+    total = current = 0
+    for word in re.split(r"[ \t-]+", words.lower()):
+        if word in _EN_SMALL:
+            current += _EN_SMALL[word]
+        elif word == "hundred":
+            current = (current or 1) * 100
+        elif word in _EN_SCALES:
+            total += (current or 1) * _EN_SCALES[word]
+            current = 0
+    return Decimal(total + current)
