@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
 from rag.loaders import HEADING_LINE
@@ -48,17 +48,32 @@ class ChunkSettings:
 def _splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    from rag.tokens import count_tokens
-
     return RecursiveCharacterTextSplitter(
         separators=SEPARATORS,
         is_separator_regex=True,
         keep_separator="end",
         chunk_size=chunk_size,
         chunk_overlap=min(chunk_overlap, chunk_size // 2),
-        length_function=count_tokens,
+        length_function=_length,
         strip_whitespace=True,
     )
+
+
+@lru_cache(maxsize=1 << 16)
+def _short_length(text: str) -> int:
+    from rag.tokens import count_tokens
+
+    return count_tokens(text)
+
+
+def _length(text: str) -> int:
+    """Token count, memoised for short strings: a long run with no separator (a 1 MB line) is split into
+    single characters, each measured several times, and tiktoken's per-call cost would dominate."""
+    if len(text) <= 8:
+        return _short_length(text)
+    from rag.tokens import count_tokens
+
+    return count_tokens(text)
 
 
 def chunk_id(doc_sha256: str, index: int) -> str:

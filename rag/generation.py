@@ -36,6 +36,18 @@ class Completion:
 
 
 def chat(client: openai.OpenAI, request: dict[str, Any], base_url: str | None) -> Completion:
+    """One chat completion, or a ModelError a user can act on. A server that echoes the API key in its error
+    body cannot make it reach the user: the key is masked in every message."""
+    try:
+        return _chat(client, request, base_url)
+    except ModelError as exc:
+        secret = client.api_key or ""
+        if len(secret) >= 8 and secret in str(exc):
+            raise ModelError(str(exc).replace(secret, "sk-***")) from None
+        raise
+
+
+def _chat(client: openai.OpenAI, request: dict[str, Any], base_url: str | None) -> Completion:
     import openai
 
     where = base_url or "the OpenAI API"
@@ -60,6 +72,11 @@ def chat(client: openai.OpenAI, request: dict[str, Any], base_url: str | None) -
         raise ModelError(f"the chat model at {where} sent an unusable answer: {_short(str(exc))}") from exc
     except ValueError as exc:  # a body that is not JSON
         raise ModelError(f"the chat model at {where} sent a malformed answer: {_short(str(exc))}") from exc
+    if isinstance(response, str):  # the openai client returns the raw text when the body is not JSON
+        raise ModelError(
+            f"the chat model at {where} sent a non-JSON answer ({_short(response, 80)!r}); "
+            "check that OPENAI_BASE_URL points at an OpenAI-compatible /v1 endpoint"
+        )
     choices = getattr(response, "choices", None)
     if not choices or choices[0].message is None or not (choices[0].message.content or "").strip():
         raise ModelError(f"the chat model at {where} returned no answer (empty choices); try again or another model")

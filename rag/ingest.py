@@ -24,6 +24,7 @@ from rag.chunking import split_pages
 from rag.embed_cache import EmbeddingCache, embed_with_cache
 from rag.errors import LoadError
 from rag.loaders import SourceFile, discover, file_sha256, load_pages
+from rag.lock import index_lock
 from rag.records import Chunk, FileFailure, IngestReport
 from rag.store import ChromaStore, FileEntry, Manifest, build_fingerprint, check_fingerprint
 
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 CACHE_NAME = "embed_cache.sqlite"
+LEXICAL_DIR = "lexical"
+# Present while a writing run is under way; left behind by a crash, it makes the next run clean up.
+DIRTY_NAME = ".ingest-incomplete"
 
 # progress(event, source, done, total): event is "file" when a file starts, "done" at the end.
 Progress = Callable[[str, str, int, int], None]
@@ -44,6 +48,18 @@ def ingest_paths(
     prune: bool = False,
     progress: Progress | None = None,
     embedder: Embedder | None = None,
+) -> IngestReport:
+    """Ingest under the index's writer lock (rag/lock.py): a second writer fails at once with IndexLockedError."""
+    with index_lock(Path(settings.index_dir)):
+        return _ingest_locked(paths, settings, prune, progress, embedder)
+
+
+def _ingest_locked(
+    paths: Iterable[str | Path],
+    settings: Settings,
+    prune: bool,
+    progress: Progress | None,
+    embedder: Embedder | None,
 ) -> IngestReport:
     started = time.perf_counter()
     index_dir = Path(settings.index_dir)
@@ -70,11 +86,14 @@ def ingest_paths(
         pending.append((file, digest, stat.st_size, stat.st_mtime_ns))
 
     vanished = [source for source in manifest.files if not Path(source).exists()] if prune else []
-    if not pending and not vanished:
+    # A run that was interrupted (DIRTY_NAME left behind) may have left stray chunks or a lagging lexical
+    # index: the clean-up below must run even when no file changed.
+    if not pending and not vanished and not (index_dir / DIRTY_NAME).exists():
         report.chunks = len(manifest.chunk_ids())
         report.seconds = time.perf_counter() - started
         return report
 
+    (index_dir / DIRTY_NAME).touch()
     embedders = _LazyEmbedder(settings, embedder)
     store = ChromaStore.open(settings, index_dir, wanted, create=True)
     cache = _open_cache(settings, index_dir)
@@ -111,6 +130,8 @@ def ingest_paths(
     if vanished:
         manifest.save(index_dir)
     _remove_strays(store, manifest)
+    sync_lexical(store, manifest.chunk_ids(), index_dir)
+    (index_dir / DIRTY_NAME).unlink(missing_ok=True)
     if progress:
         progress("done", "", len(pending), len(pending))
     report.chunks = len(manifest.chunk_ids())
@@ -213,6 +234,36 @@ class _BatchWriter:
             self.drain()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def sync_lexical(store: ChromaStore, wanted: set[str], index_dir: Path) -> None:
+    """Bring the persisted BM25 index to exactly the manifest's chunk ids: add, replace and prune.
+
+    It is written after the manifest, so after a crash it can only lag behind; the next ingest (or the
+    first search) catches it up from Chroma's documents.
+    """
+    from rag.lexical import LexicalIndex
+
+    directory = index_dir / LEXICAL_DIR
+    index = LexicalIndex.load(directory)
+    if index is None:
+        if directory.exists() or wanted:
+            logger.warning("lexical index at %s is missing or unreadable: rebuilding it from Chroma", directory)
+        index = LexicalIndex.build([], [], [])
+    have = set(index.ids)
+    gone = have - wanted
+    new_ids = sorted(wanted - have)
+    if not gone and not new_ids and directory.exists():
+        return
+    if gone:
+        index = index.remove(gone)
+    if new_ids:
+        # One upsert: each one re-merges the whole index, so batching them would cost more than it saves.
+        chunks = [
+            chunk for start in range(0, len(new_ids), 2000) for chunk in store.get_chunks(new_ids[start : start + 2000])
+        ]
+        index = index.upsert([c.id for c in chunks], [c.text for c in chunks], [c.source for c in chunks])
+    index.save(directory)
 
 
 def _remove_strays(store: ChromaStore, manifest: Manifest) -> None:

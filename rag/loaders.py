@@ -10,6 +10,7 @@ import codecs
 import hashlib
 import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -69,8 +70,8 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[SourceFile], list[LoadEr
             continue
         seen_dirs: set[tuple[int, int]] = set()
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
-            stat = os.stat(dirpath)
-            key = (stat.st_dev, stat.st_ino)
+            info = os.stat(dirpath)
+            key = (info.st_dev, info.st_ino)
             if key in seen_dirs:  # a symlink loop, or two links to one folder
                 dirnames[:] = []
                 continue
@@ -90,6 +91,18 @@ def _add_file(path: Path, found: dict[str, SourceFile], problems: list[LoadError
             )
         )
         return
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:  # a dangling link or a symlink loop
+        problems.append(
+            LoadError(str(path), f"cannot be opened ({exc.strerror or exc})", "fix or remove the link or file")
+        )
+        return
+    if not stat.S_ISREG(mode):  # reading a named pipe or a device would block or never end
+        problems.append(
+            LoadError(str(path), "not a regular file (a pipe, socket or device)", "copy its content into a file")
+        )
+        return
     source = os.path.normpath(str(path))
     found.setdefault(source, SourceFile(path=path, source=source))
 
@@ -106,6 +119,10 @@ def file_sha256(path: Path) -> str:
         raise LoadError(str(path), "permission denied", "make the file readable (chmod +r) or skip it") from exc
     except IsADirectoryError as exc:
         raise LoadError(str(path), "is a folder, not a file", "pass the folder itself") from exc
+    except OSError as exc:  # a symlink loop, an I/O error, a stale network mount
+        raise LoadError(
+            str(path), f"cannot be read ({exc.strerror or exc})", "check the file (or the link to it) and the disk"
+        ) from exc
     return digest.hexdigest()
 
 

@@ -73,6 +73,8 @@ class Passage:
     clause: str | None = None
     dense_rank: int | None = None
     lexical_rank: int | None = None
+    # Every indexed file with this content (a duplicate file is stored once): `source` is one of them.
+    sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Citation:
     page: int
     clause: str | None
     chunk_id: str
+    sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -160,3 +160,32 @@ def test_an_edited_file_re_embeds_only_its_changed_chunks(tmp_path: Path, fake_s
     assert report.updated == 1
     assert second.calls == 1 and second.texts_embedded == report.embedded
     assert 1 <= report.embedded <= 2 < first.texts_embedded
+
+
+def test_lexical_index_follows_add_replace_and_prune(tmp_path: Path, fake_settings: Settings) -> None:
+    from rag.ingest import LEXICAL_DIR
+    from rag.lexical import LexicalIndex
+
+    index_dir = Path(fake_settings.index_dir)
+
+    def lexical_ids() -> set[str]:
+        index = LexicalIndex.load(index_dir / LEXICAL_DIR)
+        assert index is not None
+        return set(index.ids)
+
+    docs = _corpus(tmp_path)
+    ingest_paths([docs], fake_settings)
+    assert lexical_ids() == _store_ids(fake_settings)
+    faq = docs / "faq.md"
+    faq.write_text(faq.read_text(encoding="utf-8") + "\n\n## 新问题\n\n保单贷款利率按合同约定。\n", encoding="utf-8")
+    ingest_paths([docs], fake_settings)
+    assert lexical_ids() == _store_ids(fake_settings)
+    hits = LexicalIndex.load(index_dir / LEXICAL_DIR).search("保单贷款利率", 3)  # type: ignore[union-attr]
+    assert hits and hits[0][0] in Manifest.load(index_dir).files[str(faq)].chunk_ids  # type: ignore[union-attr]
+    faq.unlink()
+    ingest_paths([docs], fake_settings, prune=True)
+    assert lexical_ids() == _store_ids(fake_settings)
+    shutil.rmtree(index_dir / LEXICAL_DIR)
+    (docs / "new.md").write_text("# 新文件\n\n新增的条款内容。", encoding="utf-8")
+    ingest_paths([docs], fake_settings)  # rebuilt from Chroma, with a warning
+    assert lexical_ids() == _store_ids(fake_settings)

@@ -1,0 +1,102 @@
+"""SIGKILL `rag ingest` at random points, run it again, and check the index is whole every time."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+KILLS = 10  # runs that must really be killed mid-way
+MAX_ROUNDS = 14
+
+
+def _write_corpus(docs: Path, round_number: int, rng: random.Random) -> None:
+    """24 files; each round rewrites a few (updates delete old chunks), adds one and removes one, so that
+    kills land in adds, updates and deletes alike."""
+    docs.mkdir(exist_ok=True)
+    names = [f"policy_{i:02d}.txt" for i in range(24)]
+    for i, name in enumerate(names):
+        path = docs / name
+        if path.exists() and rng.random() > 0.25:
+            continue
+        clauses = [
+            f"Clause {i}.{j} (round {round_number}). The grace period of plan {i} is {30 + j} days; "
+            f"the premium of option {j} is {100 * (i + 1) + j} yuan per year, payable monthly or yearly."
+            for j in range(120)
+        ]
+        path.write_text("\n\n".join(clauses) + "\n", encoding="utf-8")
+
+
+def _env(index: Path) -> dict[str, str]:
+    return {**os.environ, "RAG_EMBEDDER": "fake", "RAG_INDEX_DIR": str(index), "PYTHONUNBUFFERED": "1"}
+
+
+def _ingest_command(docs: Path) -> list[str]:
+    return [sys.executable, "-m", "rag", "ingest", str(docs), "--json"]
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_never_leaves_an_inconsistent_index(tmp_path: Path) -> None:
+    rng = random.Random(20240606)
+    docs = tmp_path / "docs"
+    index = tmp_path / "index"
+    _write_corpus(docs, 0, rng)
+
+    # How long one full run takes here (imports included), so the kills spread over all of it.
+    started = time.perf_counter()
+    calibration = subprocess.run(
+        _ingest_command(docs), env=_env(tmp_path / "calibration"), capture_output=True, text=True, timeout=300
+    )
+    full_run = time.perf_counter() - started
+    assert calibration.returncode == 0, calibration.stderr
+
+    # Later runs only update a few files and are shorter than the first: aim at the first three quarters.
+    delays = [rng.uniform(0.2, 0.75 * full_run) for _ in range(MAX_ROUNDS)]
+    outcomes: list[tuple[float, bool, dict[str, object]]] = []
+    for round_number, delay in enumerate(delays, start=1):
+        if sum(killed for _, killed, _ in outcomes) >= KILLS:
+            break
+        if round_number > 1:
+            _write_corpus(docs, round_number, rng)
+            victim = docs / f"policy_{rng.randrange(24):02d}.txt"
+            victim.unlink()
+        process = subprocess.Popen(
+            _ingest_command(docs), env=_env(index), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(delay)
+        killed = process.poll() is None
+        if killed:
+            process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+        # The next run, in a fresh process: ingest again (with --prune semantics not needed: the manifest
+        # only holds files that exist once we re-add the victim), check, and ask.
+        _write_corpus(docs, round_number, rng)
+        check = subprocess.run(
+            [sys.executable, str(HERE / "index_check.py"), str(index), str(docs)],
+            env=_env(index),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert check.returncode == 0, f"round {round_number} (killed after {delay:.2f} s): {check.stderr[-3000:]}"
+        outcomes.append((round(delay, 2), killed, json.loads(check.stdout.strip().splitlines()[-1])))
+    assert sum(killed for _, killed, _ in outcomes) >= KILLS, outcomes
+    print(f"full run {full_run:.1f} s; rounds: {outcomes}")
+
+    asked = subprocess.run(
+        [sys.executable, "-m", "rag", "ask", "What is the grace period of plan 3?", "--json"],
+        env=_env(index),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)["passages"]
