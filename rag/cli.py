@@ -151,7 +151,15 @@ def ask(
         typer.echo("\nSources:")
         for citation in answer.citations:
             clause = f", {citation.clause}" if citation.clause else ""
-            typer.echo(f"  [{citation.n}] {citation.source}, page {citation.page}{clause}")
+            also = [other for other in citation.sources if other != citation.source]
+            copies = f" (same content: {', '.join(also)})" if also else ""
+            typer.echo(f"  [{citation.n}] {citation.source}, page {citation.page}{clause}{copies}")
+    if answer.mode == "refused" and answer.passages:
+        typer.echo("\nNearest passages:")
+        for passage in answer.passages:
+            snippet = " ".join(passage.text.split())
+            snippet = snippet if len(snippet) <= 80 else snippet[:79] + "…"
+            typer.echo(f"  [{passage.n}] {passage.source}, page {passage.page} (score {passage.score:.3f}): {snippet}")
 
 
 @app.command()
@@ -177,6 +185,110 @@ def status(index: IndexOption = None, as_json: JsonOption = False, debug: DebugO
         f"index {data['index']}: {data['documents']} documents ({data['files']} files), {data['chunks']} chunks; "
         f"embedder {data['embedder']}; settings {json.dumps(data['settings'], ensure_ascii=False)}"
     )
+
+
+eval_app = typer.Typer(help="Measure retrieval on an evaluation set.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dataset: Annotated[Path, typer.Argument(help="An InsQABench or FinanceBench folder (recognised by its files).")],
+    mode: Annotated[list[str] | None, typer.Option("--mode", help="dense, lexical or hybrid (repeatable).")] = None,
+    k: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "1,5,10",
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N questions.")] = None,
+    work_dir: Annotated[Path | None, typer.Option("--work-dir", help="Where evaluation indexes live.")] = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Recall@k / MRR (InsQABench) or page hit@k (FinanceBench) for dense, lexical and hybrid retrieval."""
+    from rag.eval_runner import MODES, run_retrieval_eval
+    from rag.eval_runner import as_json as report_json
+    from rag.evaluation import format_table, parse_ks
+
+    with _errors(as_json, debug):
+        modes = mode or list(MODES)
+        unknown = [name for name in modes if name not in MODES]
+        if unknown:
+            raise typer.BadParameter(f"unknown mode(s) {unknown}: use dense, lexical or hybrid")
+        report = run_retrieval_eval(
+            dataset,
+            _settings(None),
+            modes=modes,  # type: ignore[arg-type]
+            ks=parse_ks(k),
+            limit=limit,
+            work_dir=work_dir,
+            log=lambda message: typer.echo(message, err=True),
+        )
+    if as_json:
+        _print_json(report_json(report))
+        return
+    for variant, runs in report.runs.items():
+        title = report.dataset if variant == "all" else f"{report.dataset} ({variant})"
+        typer.echo(format_table(runs, title))
+        typer.echo("")
+
+
+cache_app = typer.Typer(help="The embedding cache (vectors keyed by embedder and text hash).", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("clear")
+def cache_clear(index: IndexOption = None, as_json: JsonOption = False, debug: DebugOption = False) -> None:
+    """Delete every cached vector. The index itself is untouched."""
+    from rag.embed_cache import EmbeddingCache
+    from rag.ingest import CACHE_NAME
+
+    with _errors(as_json, debug):
+        path = Path(_settings(index).index_dir) / CACHE_NAME
+        removed = 0
+        if path.exists():
+            with EmbeddingCache(path) as cache:
+                removed = cache.clear()
+    if as_json:
+        _print_json({"removed": removed, "path": str(path)})
+    else:
+        typer.echo(f"removed {removed} cached vectors from {path}")
+
+
+@cache_app.command("stats")
+def cache_stats(index: IndexOption = None, as_json: JsonOption = False, debug: DebugOption = False) -> None:
+    """How many vectors are cached, for which embedders, and the file's size."""
+    from rag.embed_cache import EmbeddingCache
+    from rag.ingest import CACHE_NAME
+
+    with _errors(as_json, debug):
+        path = Path(_settings(index).index_dir) / CACHE_NAME
+        stats: dict[str, Any] = {"path": str(path), "entries": 0}
+        if path.exists():
+            with EmbeddingCache(path) as cache:
+                stats = cache.stats()
+    if as_json:
+        _print_json(stats)
+    else:
+        typer.echo(json.dumps(stats, ensure_ascii=False, default=str))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to bind (default: loopback only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8000,
+    index: IndexOption = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    debug: DebugOption = False,
+) -> None:
+    """Serve the HTTP API (/v1/ask, /v1/ingest, OpenAI-compatible /v1/chat/completions) under uvicorn."""
+    with _errors(False, debug):
+        settings = _settings(index)
+        import uvicorn
+
+        from rag.server import create_app
+
+        if host not in ("127.0.0.1", "localhost", "::1") and settings.server_api_key is None:
+            typer.echo(
+                f"warning: serving on {host} without RAG_SERVER_API_KEY: anyone who can reach it can use it", err=True
+            )
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, server_header=False)
 
 
 def main() -> None:

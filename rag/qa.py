@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
-import re
+import hashlib
+import json
+import os
 import time
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from rag.errors import ConfigError
 from rag.generation import chat, extractive_answer, make_client
-from rag.prompts import build_messages
+from rag.prompts import pack_passages, question_language
 from rag.records import Answer, Citation, Hit, Passage, RetrievalMode
 from rag.retrieval import Searcher
+from rag.verify import verify_answer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rag.config import Settings
 
-_MARKER = re.compile(r"[\[【]\s*(\d+(?:\s*[,，]\s*\d+)*)\s*[\]】]")
+
+REFUSAL_TEXT = {
+    "zh": "在已索引的文档中没有找到这个问题的答案。以下列出最接近的段落，供您核对。",
+    "en": "Not found in the indexed documents. The nearest passages are listed below for you to check.",
+}
 
 
 def answer_question(
@@ -30,51 +42,159 @@ def answer_question(
     temperature: float | None = None,
     max_tokens: int | None = None,
 ) -> Answer:
+    """Retrieve, then refuse (evidence too weak), answer extractively (no model configured) or ask the model;
+    check the draft's citations, quotes and numbers; attach the audit record (and append it to the audit log)."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     searcher = searcher or Searcher(settings)
     k = top_k or settings.top_k
-    hits = searcher.search(question, k, mode or settings.retrieval_mode, source)
-    timings["retrieve_s"] = time.perf_counter() - started
-    passages = to_passages(hits)
+    retrieval_mode = mode or settings.retrieval_mode
+    hits = searcher.search(question, k, retrieval_mode, source)
+    timings["retrieve_s"] = round(time.perf_counter() - started, 6)
+    passages = to_passages(hits, searcher.manifest.sources_of)
+    threshold = settings.effective_refusal_min_score(question_language(question))
+    top_score = top_dense_score(hits)
+    audit: dict[str, Any] = {
+        "index_fingerprint": searcher.fingerprint,
+        "retrieval_mode": retrieval_mode,
+        "top_k": k,
+        "source_filter": source,
+        "chunks": [
+            {
+                "n": p.n,
+                "chunk_id": p.chunk_id,
+                "score": p.score,
+                "dense_score": h.dense_score,
+                "lexical_score": h.lexical_score,
+            }
+            for p, h in zip(passages, hits, strict=True)
+        ],
+        "refusal": {"top_dense_score": top_score, "threshold": threshold},
+        "request_sha256": None,
+        "tokens": {},
+        "timings": timings,
+    }
 
-    if not settings.llm_configured():
+    if should_refuse(hits, threshold):
+        answer = Answer(question=question, answer=refusal_text(question), mode="refused", passages=passages)
+    elif not settings.llm_configured():
         text = extractive_answer(question, passages)
         answer = Answer(question=question, answer=text, mode="extractive", passages=passages)
+        _check(answer)
     else:
-        chosen_model = model or settings.chat_model
-        chosen_seed = settings.seed if seed is None else seed
-        chosen_temperature = settings.temperature if temperature is None else temperature
-        request = {
-            "model": chosen_model,
-            "messages": build_messages(question, passages),
-            "seed": chosen_seed,
-            "temperature": chosen_temperature,
-            "max_tokens": max_tokens or settings.max_tokens,
+        chosen_max_tokens = max_tokens or settings.max_tokens
+        window = settings.effective_context_window()
+        packed = pack_passages(question, passages, context_window=window, max_tokens=chosen_max_tokens)
+        request: dict[str, Any] = {
+            "model": model or settings.chat_model,
+            "messages": packed.messages,
+            "seed": settings.seed if seed is None else seed,
+            "temperature": settings.temperature if temperature is None else temperature,
+            "max_tokens": chosen_max_tokens,
+        }
+        audit["request_sha256"] = request_sha256(request)
+        audit["tokens"] = {
+            "prompt": packed.prompt_tokens,
+            "budget": packed.budget,
+            "context_window": window,
+            "max_tokens": chosen_max_tokens,
+        }
+        audit["packing"] = {
+            "sent": [p.n for p in packed.passages],
+            "dropped": packed.dropped,
+            "trimmed": packed.trimmed,
         }
         generate_started = time.perf_counter()
         completion = chat(make_client(settings), request, settings.base_url)
-        timings["generate_s"] = time.perf_counter() - generate_started
+        timings["generate_s"] = round(time.perf_counter() - generate_started, 6)
+        audit["tokens"]["prompt_reported"] = completion.prompt_tokens
+        audit["tokens"]["completion_reported"] = completion.completion_tokens
         answer = Answer(
             question=question,
             answer=completion.text,
             mode="llm",
-            passages=passages,
-            model=chosen_model,
-            seed=chosen_seed,
-            temperature=chosen_temperature,
+            passages=packed.passages,
+            model=request["model"],
+            seed=request["seed"],
+            temperature=request["temperature"],
         )
-    answer.citations = cited(answer.answer, passages)
-    timings["total_s"] = time.perf_counter() - started
-    answer.audit = {"index_fingerprint": searcher.fingerprint, "timings": timings}
+        _check(answer)
+    timings["total_s"] = round(time.perf_counter() - started, 6)
+    audit.update(mode=answer.mode, model=answer.model, seed=answer.seed, temperature=answer.temperature)
+    answer.audit = audit
+    if settings.audit_log is not None:
+        append_audit_log(settings.audit_log, answer)
     return answer
 
 
-def to_passages(hits: list[Hit]) -> list[Passage]:
+def top_dense_score(hits: list[Hit]) -> float | None:
+    scores = [hit.dense_score for hit in hits if hit.dense_score is not None]
+    return round(max(scores), 6) if scores else None
+
+
+def should_refuse(hits: list[Hit], threshold: float) -> bool:
+    """No evidence at all, or a top dense similarity below the threshold (0 turns the gate off; with no dense
+    score, as in lexical-only retrieval, the gate cannot judge and lets the question through)."""
+    if not hits:
+        return True
+    top = top_dense_score(hits)
+    return threshold > 0 and top is not None and top < threshold
+
+
+def refusal_text(question: str) -> str:
+    return REFUSAL_TEXT[question_language(question)]
+
+
+def request_sha256(request: dict[str, Any]) -> str:
+    """sha256 of the exact request as canonical JSON (sorted keys, no spaces, UTF-8)."""
+    canonical = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def append_audit_log(path: Path, answer: Answer) -> None:
+    """Append one JSON line for `answer`. Settings (and so any API key) never go into it."""
+    record = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), **answer.to_dict()}
+    line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(descriptor, line.encode("utf-8"))  # one write per line: concurrent askers do not interleave
+        finally:
+            os.close(descriptor)
+    except OSError as exc:
+        raise ConfigError(f"cannot append to the audit log {path} ({exc}): fix RAG_AUDIT_LOG or its folder") from exc
+
+
+def _check(answer: Answer) -> None:
+    """Verify the draft against the passages it was given; fill in citations, warnings, unsupported sentences."""
+    by_number = {passage.n: passage for passage in answer.passages}
+    verification = verify_answer(answer.answer, {n: passage.text for n, passage in by_number.items()})
+    answer.answer = verification.answer
+    answer.citations = [_citation(by_number[n]) for n in verification.cited]
+    answer.unsupported_sentences = verification.unsupported_sentences
+    answer.warnings = verification.warnings
+
+
+def _citation(passage: Passage) -> Citation:
+    return Citation(
+        n=passage.n,
+        source=passage.source,
+        page=passage.page,
+        clause=passage.clause,
+        chunk_id=passage.chunk_id,
+        sources=passage.sources,
+    )
+
+
+def to_passages(hits: list[Hit], sources_of: Callable[[str], list[str]] | None = None) -> list[Passage]:
+    """Number the hits. `sources_of(doc_sha256)` names every file with the same content (a duplicate file is
+    stored once, under whichever name was written last): all of them are kept in `sources`."""
     return [
         Passage(
             n=n,
-            source=hit.chunk.source,
+            source=_primary(hit, sources_of),
+            sources=_sources(hit, sources_of),
             page=hit.chunk.page,
             text=hit.chunk.text,
             score=round(hit.score, 6),
@@ -87,22 +207,11 @@ def to_passages(hits: list[Hit]) -> list[Passage]:
     ]
 
 
-def cited(text: str, passages: list[Passage]) -> list[Citation]:
-    """The passages the answer's [n] markers point at, in order of first mention."""
-    by_number = {passage.n: passage for passage in passages}
-    seen: list[int] = []
-    for match in _MARKER.finditer(text):
-        for number in re.split(r"\s*[,，]\s*", match.group(1)):
-            n = int(number)
-            if n in by_number and n not in seen:
-                seen.append(n)
-    return [
-        Citation(
-            n=n,
-            source=by_number[n].source,
-            page=by_number[n].page,
-            clause=by_number[n].clause,
-            chunk_id=by_number[n].chunk_id,
-        )
-        for n in seen
-    ]
+def _sources(hit: Hit, sources_of: Callable[[str], list[str]] | None) -> tuple[str, ...]:
+    known = tuple(sources_of(hit.chunk.doc_sha256)) if sources_of and hit.chunk.doc_sha256 else ()
+    return known or (hit.chunk.source,)
+
+
+def _primary(hit: Hit, sources_of: Callable[[str], list[str]] | None) -> str:
+    sources = _sources(hit, sources_of)
+    return hit.chunk.source if hit.chunk.source in sources else sources[0]
