@@ -117,6 +117,9 @@ def ask(
     index: IndexOption = None,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Passages to retrieve (default 5).")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Only search this file (as stored).")] = None,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="Retrieval: dense, lexical or hybrid (default RAG_RETRIEVAL_MODE).")
+    ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Chat model (default RAG_CHAT_MODEL).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Sampling seed (default 42).")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature", min=0.0, max=2.0)] = None,
@@ -134,6 +137,7 @@ def ask(
             settings,
             top_k=top_k,
             source=source,
+            mode=mode,  # type: ignore[arg-type]  # checked by the Searcher, with a message
             model=model,
             seed=seed,
             temperature=temperature,

@@ -48,11 +48,14 @@ class Settings(BaseSettings):
 
     chunk_size: int = Field(default=300, ge=16, description="tokens (cl100k_base) per chunk")
     chunk_overlap: int = Field(default=40, ge=0)
-    pdf_backend: Literal["pypdfium2", "pypdf"] = "pypdf"
+    pdf_backend: Literal["pypdfium2", "pypdf"] = "pypdfium2"
 
     top_k: int = Field(default=5, ge=1)
-    retrieval_mode: Literal["dense", "lexical", "hybrid"] = "dense"
-    rrf_k: int = Field(default=60, ge=1)
+    retrieval_mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
+    # Fusion constants chosen by scripts/tune_fusion.py on InsQABench (README, "Retrieval quality").
+    rrf_k: int = Field(default=5, ge=1)
+    rrf_dense_weight: float = Field(default=0.3, ge=0.0)
+    rrf_lexical_weight: float = Field(default=1.0, ge=0.0)
     candidate_depth: int = Field(default=50, ge=1)
 
     chat_model: str = "gpt-4o-mini"

@@ -18,19 +18,26 @@ if TYPE_CHECKING:
     from rag.embeddings import Embedder
 
 
-def reciprocal_rank_fusion(dense: Sequence[Hit], lexical: Sequence[Hit], k: int, rrf_k: int = 60) -> list[Hit]:
-    """Fuse two ranked lists: score = sum over lists of 1 / (rrf_k + rank). Each hit keeps both ranks."""
+def reciprocal_rank_fusion(
+    dense: Sequence[Hit],
+    lexical: Sequence[Hit],
+    k: int,
+    rrf_k: int = 60,
+    dense_weight: float = 1.0,
+    lexical_weight: float = 1.0,
+) -> list[Hit]:
+    """Fuse two ranked lists: score = sum over lists of weight / (rrf_k + rank). Each hit keeps both ranks."""
     merged: dict[str, Hit] = {}
     scores: dict[str, float] = {}
     for hit in dense:
         merged[hit.chunk.id] = hit
-        scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + 1.0 / (rrf_k + (hit.dense_rank or 0))
+        scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + dense_weight / (rrf_k + (hit.dense_rank or 0))
     for hit in lexical:
         known = merged.get(hit.chunk.id)
         merged[hit.chunk.id] = (
             replace(known, lexical_rank=hit.lexical_rank, lexical_score=hit.lexical_score) if known else hit
         )
-        scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + 1.0 / (rrf_k + (hit.lexical_rank or 0))
+        scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + lexical_weight / (rrf_k + (hit.lexical_rank or 0))
     ranked = sorted(merged, key=lambda chunk_id: (-scores[chunk_id], chunk_id))
     return [replace(merged[chunk_id], score=scores[chunk_id]) for chunk_id in ranked[:k]]
 
@@ -94,4 +101,6 @@ class Searcher:
         ]
         if mode == "lexical":
             return lexical[:k]
-        return reciprocal_rank_fusion(dense, lexical, k, self.settings.rrf_k)
+        return reciprocal_rank_fusion(
+            dense, lexical, k, self.settings.rrf_k, self.settings.rrf_dense_weight, self.settings.rrf_lexical_weight
+        )

@@ -98,3 +98,17 @@ def test_cache_clear_empties_the_embedding_cache(env: dict[str, str]) -> None:
     cleared = json.loads(runner.invoke(app, ["cache", "clear", "--json"], env=env).stdout)
     assert cleared["removed"] == stats["entries"]
     assert json.loads(runner.invoke(app, ["cache", "stats", "--json"], env=env).stdout)["entries"] == 0
+
+
+def test_ask_mode_option_reports_why_each_passage_was_chosen(env: dict[str, str]) -> None:
+    assert runner.invoke(app, ["ingest", str(DATA)], env=env).exit_code == 0
+    ranks = {}
+    for mode in ("dense", "lexical", "hybrid"):
+        result = runner.invoke(app, ["ask", "犹豫期有多长？", "--mode", mode, "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        ranks[mode] = [(p["dense_rank"], p["lexical_rank"]) for p in json.loads(result.stdout)["passages"]]
+    assert all(d is not None and lex is None for d, lex in ranks["dense"])
+    assert all(d is None and lex is not None for d, lex in ranks["lexical"])
+    assert any(d is not None and lex is not None for d, lex in ranks["hybrid"])
+    bad = runner.invoke(app, ["ask", "犹豫期有多长？", "--mode", "fuzzy"], env=env)
+    assert bad.exit_code == 2 and "dense, lexical or hybrid" in bad.stderr
