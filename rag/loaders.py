@@ -320,19 +320,13 @@ def _decode(path: Path, head: bytes) -> str:
         raise LoadError(str(path), "binary data, not text", "check the file type; only PDF, TXT and Markdown are read")
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
-    try:
-        head.decode("utf-8")
-        return "utf-8"
-    except UnicodeDecodeError as exc:
-        # A multi-byte character cut by the sample's end is not a decoding failure.
-        if exc.start >= len(head) - 3:
-            return "utf-8"
-    try:
-        head.decode("gb18030")
-        return "gb18030"
-    except UnicodeDecodeError as exc:
-        if exc.start >= len(head) - 3:
-            return "gb18030"
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            head.decode(encoding)
+            return encoding
+        except UnicodeDecodeError as exc:
+            if exc.start >= len(head) - 3:  # a multi-byte character cut by the sample's end, not bad text
+                return encoding
     raise LoadError(str(path), "not UTF-8, UTF-16 or GB18030 text", "re-save the file as UTF-8")
 
 
