@@ -68,6 +68,7 @@ def _ingest_locked(
     report.failed.extend(FileFailure(path=p.path, error=str(p)) for p in problems)
 
     manifest = Manifest.load(index_dir) or Manifest()
+    had_lexical = bool(manifest.files)  # an index with files should have had a lexical index too
     wanted = build_fingerprint(settings)
     check_fingerprint(manifest.fingerprint, wanted, index_dir)
 
@@ -130,7 +131,7 @@ def _ingest_locked(
     if vanished:
         manifest.save(index_dir)
     _remove_strays(store, manifest)
-    sync_lexical(store, manifest.chunk_ids(), index_dir)
+    sync_lexical(store, manifest.chunk_ids(), index_dir, expected=had_lexical)
     (index_dir / DIRTY_NAME).unlink(missing_ok=True)
     if progress:
         progress("done", "", len(pending), len(pending))
@@ -236,7 +237,7 @@ class _BatchWriter:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def sync_lexical(store: ChromaStore, wanted: set[str], index_dir: Path) -> None:
+def sync_lexical(store: ChromaStore, wanted: set[str], index_dir: Path, expected: bool = True) -> None:
     """Bring the persisted BM25 index to exactly the manifest's chunk ids: add, replace and prune.
 
     It is written after the manifest, so after a crash it can only lag behind; the next ingest (or the
@@ -247,7 +248,7 @@ def sync_lexical(store: ChromaStore, wanted: set[str], index_dir: Path) -> None:
     directory = index_dir / LEXICAL_DIR
     index = LexicalIndex.load(directory)
     if index is None:
-        if directory.exists() or wanted:
+        if directory.exists() or expected:
             logger.warning("lexical index at %s is missing or unreadable: rebuilding it from Chroma", directory)
         index = LexicalIndex.build([], [], [])
     have = set(index.ids)
