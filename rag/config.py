@@ -52,9 +52,9 @@ class Settings(BaseSettings):
 
     top_k: int = Field(default=5, ge=1)
     retrieval_mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
-    # Fusion constants chosen by scripts/tune_fusion.py on InsQABench (README, "Retrieval quality").
+    # Fusion constants chosen on InsQABench and FinanceBench dev together (README, "Retrieval quality").
     rrf_k: int = Field(default=5, ge=1)
-    rrf_dense_weight: float = Field(default=0.3, ge=0.0)
+    rrf_dense_weight: float = Field(default=1.0, ge=0.0)
     rrf_lexical_weight: float = Field(default=1.0, ge=0.0)
     candidate_depth: int = Field(default=50, ge=1)
 
