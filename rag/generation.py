@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import ModelError
+from rag.loaders import HEADING_LINE
 from rag.records import Passage
 
 if TYPE_CHECKING:
@@ -121,6 +122,8 @@ def extractive_answer(question: str, passages: Sequence[Passage], max_sentences:
     scored: list[tuple[float, int, int, str, int]] = []
     for rank, passage in enumerate(passages):
         for position, sentence in enumerate(split_sentences(passage.text)):
+            if sentence.startswith("#") or HEADING_LINE.match(sentence):
+                continue  # a heading names a topic; it answers nothing
             overlap = len(wanted & _features(sentence))
             if overlap:
                 score = overlap / (1 + 0.15 * rank)

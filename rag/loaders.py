@@ -35,7 +35,7 @@ _LIST_OR_HEADING_START = re.compile(
 # A numbered clause heading followed on the same line by its body ("1.3 投保年龄 年龄为18至60周岁"):
 # the heading is put on a line of its own before CJK spacing is removed, or the two would run together.
 _INLINE_HEADING = re.compile(
-    r"^\s*((?:\d+(?:\.\d+)+|第[一二三四五六七八九十百零〇\d]+条)\s*[^\s\d.,，。；;:：]{1,16})[ \t\u3000]+(?=\S)"
+    rf"^\s*((?:\d+(?:\.\d+)+|第[一二三四五六七八九十百零〇\d]+条)\s*[{_CJK}（）()、]{{1,16}})[ \t\u3000]+(?=\S)"
 )
 HEADING_LINE = re.compile(
     r"^(?:#{1,6}\s+\S.*"
