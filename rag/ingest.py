@@ -244,6 +244,7 @@ def sync_lexical(store: ChromaStore, wanted: set[str], index_dir: Path, expected
     first search) catches it up from Chroma's documents.
     """
     from rag.lexical import LexicalIndex
+    from rag.lexical_sync import catch_up
 
     directory = index_dir / LEXICAL_DIR
     index = LexicalIndex.load(directory)
@@ -251,19 +252,9 @@ def sync_lexical(store: ChromaStore, wanted: set[str], index_dir: Path, expected
         if directory.exists() or expected:
             logger.warning("lexical index at %s is missing or unreadable: rebuilding it from Chroma", directory)
         index = LexicalIndex.build([], [], [])
-    have = set(index.ids)
-    gone = have - wanted
-    new_ids = sorted(wanted - have)
-    if not gone and not new_ids and directory.exists():
+    index, changed = catch_up(index, store, wanted)
+    if not changed and directory.exists():
         return
-    if gone:
-        index = index.remove(gone)
-    if new_ids:
-        # One upsert: each one re-merges the whole index, so batching them would cost more than it saves.
-        chunks = [
-            chunk for start in range(0, len(new_ids), 2000) for chunk in store.get_chunks(new_ids[start : start + 2000])
-        ]
-        index = index.upsert([c.id for c in chunks], [c.text for c in chunks], [c.source for c in chunks])
     index.save(directory)
 
 

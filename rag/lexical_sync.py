@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from rag.lexical import LexicalIndex
     from rag.store import ChromaStore
 
-__all__ = ["LexicalMirror"]
+__all__ = ["LexicalMirror", "catch_up"]
 
 
 class LexicalMirror:
@@ -65,21 +65,23 @@ class LexicalMirror:
             current = LexicalIndex.load(self._saved)
         if current is None:
             current = LexicalIndex.build([], [], [])
-        wanted = self._store.all_ids()
-        have = set(current.ids)
-        new_ids = sorted(wanted - have)
-        gone = have - wanted
-        if gone:
-            current = current.remove(gone)
-        if new_ids:
-            chunks = [
-                c
-                for start in range(0, len(new_ids), 1000)
-                for c in self._store.get_chunks(new_ids[start : start + 1000])
-            ]
-            current = current.upsert(
-                [chunk.id for chunk in chunks], [chunk.text for chunk in chunks], [chunk.source for chunk in chunks]
-            )
+        current, _ = catch_up(current, self._store, self._store.all_ids())
         self._index = current
         self._version = version
         self.rebuilds += 1
+
+
+def catch_up(index: LexicalIndex, store: ChromaStore, wanted: set[str]) -> tuple[LexicalIndex, bool]:
+    """`index` holding exactly the chunk ids `wanted`, the new ones' text read from the store; and whether it
+    changed. Ids derive from content, so an id never changes its text and the id difference is the whole change.
+    """
+    have = set(index.ids)
+    gone = have - wanted
+    new_ids = sorted(wanted - have)
+    if gone:
+        index = index.remove(gone)
+    if new_ids:
+        # One upsert: each one re-merges the whole index, so several would cost more than they save.
+        chunks = [c for start in range(0, len(new_ids), 1000) for c in store.get_chunks(new_ids[start : start + 1000])]
+        index = index.upsert([c.id for c in chunks], [c.text for c in chunks], [c.source for c in chunks])
+    return index, bool(gone or new_ids)
