@@ -41,13 +41,13 @@ from rag.errors import (
     ModelError,
     RagError,
 )
+from rag.loaders import SUPPORTED_SUFFIXES
 from rag.records import Answer
 
 logger = logging.getLogger("rag.server")
 
 MODEL_ID = "rag"
 UPLOADS_DIR = "uploads"
-SUPPORTED_SUFFIXES = (".pdf", ".txt", ".md")
 PUBLIC_PATHS = frozenset({"/healthz"})
 STREAM_PIECE_CHARS = 16
 
@@ -366,8 +366,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rejected: list[dict[str, str]] = []
         for upload in files:
             name = sanitise_filename(upload.filename)
-            if not name.lower().endswith(SUPPORTED_SUFFIXES):
-                rejected.append({"path": name, "error": f"{name}: unsupported type; upload .pdf, .txt or .md"})
+            if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
+                rejected.append({"path": name, "error": f"{name}: unsupported type; upload PDF, TXT or Markdown"})
                 continue
             saved.append(await _save_upload(upload, folder, settings.max_upload_bytes))
         report = await run_in_threadpool(service.ingest, saved) if saved else _empty_report()
