@@ -107,22 +107,28 @@ def _add_file(path: Path, found: dict[str, SourceFile], problems: list[LoadError
     found.setdefault(source, SourceFile(path=path, source=source))
 
 
+def unreadable(path: Path, exc: OSError) -> LoadError:
+    """What an OS error while reading a file means to the user, and what to do about it."""
+    if isinstance(exc, FileNotFoundError):
+        return LoadError(str(path), "the file disappeared while it was being read", "run ingest again")
+    if isinstance(exc, PermissionError):
+        return LoadError(str(path), "permission denied", "make the file readable (chmod +r) or skip it")
+    if isinstance(exc, IsADirectoryError):
+        return LoadError(str(path), "is a folder, not a file", "pass the folder itself")
+    # a symlink loop, an I/O error, a stale network mount
+    return LoadError(
+        str(path), f"cannot be read ({exc.strerror or exc})", "check the file (or the link to it) and the disk"
+    )
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
-    except FileNotFoundError as exc:
-        raise LoadError(str(path), "the file disappeared while it was being read", "run ingest again") from exc
-    except PermissionError as exc:
-        raise LoadError(str(path), "permission denied", "make the file readable (chmod +r) or skip it") from exc
-    except IsADirectoryError as exc:
-        raise LoadError(str(path), "is a folder, not a file", "pass the folder itself") from exc
-    except OSError as exc:  # a symlink loop, an I/O error, a stale network mount
-        raise LoadError(
-            str(path), f"cannot be read ({exc.strerror or exc})", "check the file (or the link to it) and the disk"
-        ) from exc
+    except OSError as exc:
+        raise unreadable(path, exc) from exc
     return digest.hexdigest()
 
 
@@ -255,10 +261,8 @@ def _pypdf_pages(path: Path) -> Iterator[str]:
         raise
     except FileNotDecryptedError as exc:
         raise LoadError(str(path), "encrypted PDF that needs a password", "save an unencrypted copy") from exc
-    except FileNotFoundError as exc:
-        raise LoadError(str(path), "the file disappeared while it was being read", "run ingest again") from exc
-    except PermissionError as exc:
-        raise LoadError(str(path), "permission denied", "make the file readable (chmod +r) or skip it") from exc
+    except (FileNotFoundError, PermissionError) as exc:
+        raise unreadable(path, exc) from exc
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
         raise LoadError(str(path), f"not a readable PDF ({exc})", "re-export or repair the PDF") from exc
     if page_count == 0:
@@ -287,10 +291,8 @@ def _pdfium_pages(path: Path) -> Iterator[str]:
         if "password" in message:
             raise LoadError(str(path), "encrypted PDF that needs a password", "save an unencrypted copy") from exc
         raise LoadError(str(path), f"not a readable PDF ({exc})", "re-export or repair the PDF") from exc
-    except FileNotFoundError as exc:
-        raise LoadError(str(path), "the file disappeared while it was being read", "run ingest again") from exc
-    except PermissionError as exc:
-        raise LoadError(str(path), "permission denied", "make the file readable (chmod +r) or skip it") from exc
+    except (FileNotFoundError, PermissionError) as exc:
+        raise unreadable(path, exc) from exc
     try:
         if len(document) == 0:
             raise LoadError(str(path), "the PDF has no pages", "re-export the PDF")
@@ -336,10 +338,8 @@ def _text_segments(path: Path) -> Iterator[str]:
     try:
         with open(path, "rb") as handle:
             head = handle.read(1 << 16)
-    except FileNotFoundError as exc:
-        raise LoadError(str(path), "the file disappeared while it was being read", "run ingest again") from exc
-    except PermissionError as exc:
-        raise LoadError(str(path), "permission denied", "make the file readable (chmod +r) or skip it") from exc
+    except (FileNotFoundError, PermissionError) as exc:
+        raise unreadable(path, exc) from exc
     if not head.strip():
         raise LoadError(str(path), "the file is empty", "remove it or add text")
     encoding = _decode(path, head)
@@ -365,4 +365,4 @@ def _text_segments(path: Path) -> Iterator[str]:
             str(path), f"not valid {encoding} text (byte {exc.start} of a block)", "re-save the file as UTF-8"
         ) from exc
     except FileNotFoundError as exc:
-        raise LoadError(str(path), "the file disappeared while it was being read", "run ingest again") from exc
+        raise unreadable(path, exc) from exc
