@@ -189,3 +189,68 @@ def test_lexical_index_follows_add_replace_and_prune(tmp_path: Path, fake_settin
     (docs / "new.md").write_text("# 新文件\n\n新增的条款内容。", encoding="utf-8")
     ingest_paths([docs], fake_settings)  # rebuilt from Chroma, with a warning
     assert lexical_ids() == _store_ids(fake_settings)
+
+
+def test_small_files_share_store_calls_and_embedding_keeps_its_batch_size(
+    tmp_path: Path, fake_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag import ingest as ingest_module
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for n in range(30):
+        (docs / f"faq_{n:02d}.md").write_text(f"# 问题{n}\n\n第{n}号产品的等待期为{n + 30}日。", encoding="utf-8")
+    stored_batches: list[int] = []
+    original_upsert = ChromaStore.upsert
+
+    def counting_upsert(self: ChromaStore, chunks: object, vectors: object) -> None:
+        stored_batches.append(len(chunks))  # type: ignore[arg-type]
+        original_upsert(self, chunks, vectors)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ChromaStore, "upsert", counting_upsert)
+    sizes: list[int] = []
+
+    class RecordingEmbedder(FakeEmbedder):
+        def embed_passages(self, texts):  # type: ignore[no-untyped-def]
+            sizes.append(len(texts))
+            return super().embed_passages(texts)
+
+    settings = fake_settings.model_copy(update={"embed_batch_size": 4})
+    report = ingest_paths([docs], settings, embedder=RecordingEmbedder())
+    assert report.added == 30 and report.failed == []
+    # One Chroma call for all thirty one-chunk files, not one per file ...
+    assert stored_batches == [30] and ingest_module.STORE_BATCH >= 30
+    # ... while the embedder still gets at most embed_batch_size texts at a time.
+    assert sum(sizes) == 30 and max(sizes) == 4
+    manifest = Manifest.load(Path(settings.index_dir))
+    assert manifest is not None and len(manifest.files) == 30
+    assert _store_ids(settings) == manifest.chunk_ids()
+
+
+def test_a_run_larger_than_one_store_batch_commits_every_file(tmp_path: Path, fake_settings: Settings) -> None:
+    from rag.ingest import STORE_BATCH
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    clause = "本公司按合同约定给付保险金，被保险人应当在事故发生后及时通知本公司。"
+    for n in range(5):
+        # Clauses of about one chunk each: five files of STORE_BATCH // 2 chunks span several store batches.
+        body = "\n\n".join(f"## 第{k}条\n\n文件{n}条款{k}：{clause * 8}" for k in range(STORE_BATCH // 2))
+        (docs / f"policy_{n}.md").write_text(body, encoding="utf-8")
+    report = ingest_paths([docs], fake_settings)
+    manifest = Manifest.load(Path(fake_settings.index_dir))
+    assert manifest is not None and report.added == 5 and len(manifest.files) == 5
+    assert report.chunks > 2 * STORE_BATCH
+    assert _store_ids(fake_settings) == manifest.chunk_ids()
+
+
+def test_progress_counts_files_once_they_are_stored(tmp_path: Path, fake_settings: Settings) -> None:
+    events: list[tuple[str, str, int, int]] = []
+    docs = _corpus(tmp_path)
+    report = ingest_paths([docs], fake_settings, progress=lambda *event: events.append(event))
+    started = [Path(source).name for event, source, _, _ in events if event == "file"]
+    stored = [(Path(source).name, done) for event, source, done, _ in events if event == "stored"]
+    assert sorted(started) == sorted(p.name for p in DATA.iterdir()) and report.added == 3
+    assert [name for name, _ in stored] == started  # in order, each once its chunks are in the store
+    assert [done for _, done in stored] == [1, 2, 3]
+    assert events[-1] == ("done", "", 3, 3) and all(total == 3 for *_, total in events)
