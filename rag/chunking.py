@@ -102,7 +102,7 @@ def split_pages(pages: Iterable[Page], doc_sha256: str, chunk_size: int, chunk_o
         headings = _headings(text)
         heading_offsets = [offset for offset, _ in headings]
         search_from = 0
-        for piece in splitter.split_text(text):
+        for piece in _within_limit(splitter.split_text(text), chunk_size, chunk_overlap):
             start = text.find(piece, search_from)
             if start < 0:  # cannot happen with keep_separator="end"; be safe rather than wrong
                 start = search_from
@@ -126,6 +126,25 @@ def split_pages(pages: Iterable[Page], doc_sha256: str, chunk_size: int, chunk_o
                 clause=clause,
             )
             index += 1
+
+
+def _within_limit(pieces: Iterable[str], chunk_size: int, chunk_overlap: int) -> Iterator[str]:
+    """The splitter adds up the token counts of the splits it merges, but BPE is not additive: a merged
+    piece can count more tokens than its parts ('grace 保险保险 . 被保险人' is 17, its parts 15). The rare
+    piece over the limit is split again with a smaller limit until every part fits."""
+    for piece in pieces:
+        if _length(piece) <= chunk_size:
+            yield piece
+            continue
+        limit = chunk_size - 1
+        while limit > 1:
+            parts = _splitter(limit, chunk_overlap).split_text(piece)
+            if all(_length(part) <= chunk_size for part in parts):
+                break
+            limit -= max(1, limit // 8)
+        else:
+            parts = [char for char in piece if not char.isspace()]  # a character is a few tokens at most
+        yield from parts
 
 
 def _page_groups(pages: Iterable[Page]) -> Iterator[list[Page]]:
