@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import math
 import os
@@ -45,9 +46,11 @@ import sys
 import tempfile
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import tables  # scripts/tables.py, beside this script
+from tables import median
 
 LENGTHS = {"short": 60, "medium": 200, "long": 400}
 BATCHES = (1, 4, 8, 16, 32, 64)
@@ -55,30 +58,6 @@ LANGS = ("zh", "en")
 
 
 # ----------------------------------------------------------------------------------------------- output
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str = "") -> None:
-    cells = [[_fmt(c) for c in row] for row in rows]
-    widths = [max(_width(h), *(_width(r[i]) for r in cells)) if cells else _width(h) for i, h in enumerate(headers)]
-    numeric = [all(isinstance(r[i], int | float) or r[i] in ("", "-") for r in rows) for i in range(len(headers))]
-
-    def line(row: Sequence[str]) -> str:
-        out = []
-        for c, w, n in zip(row, widths, numeric, strict=True):
-            pad = " " * (w - _width(c))
-            out.append(pad + c if n else c + pad)
-        return "  ".join(out).rstrip()
-
-    if title:
-        print(f"\n{title}")
-    print(line(headers))
-    print("  ".join("-" * w for w in widths))
-    for r in cells:
-        print(line(r))
-
-
-def _width(s: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
 
 
 def _fmt(v: object) -> str:
@@ -93,8 +72,7 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-def median(xs: Sequence[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
+table = functools.partial(tables.table, fmt=_fmt)
 
 
 # ----------------------------------------------------------------------------------------------- texts

@@ -30,19 +30,21 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import io
 import logging
 import os
 import platform
 import re
-import statistics
 import sys
 import time
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tables  # scripts/tables.py, beside this script
+from tables import median, width
 
 CORPORA = ("policies_zh", "policies_en", "annual_reports_zh", "financebench_dev/pdfs")
 QUICK_MAX_PAGES = 20
@@ -56,32 +58,6 @@ WS = re.compile(r"\s")
 
 
 # ----------------------------------------------------------------------------------------------- output
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str = "") -> None:
-    """Print an aligned plain-text table; numbers right-aligned, text left-aligned."""
-    cells = [[_fmt(c) for c in row] for row in rows]
-    widths = [max(_width(h), *(_width(r[i]) for r in cells)) if cells else _width(h) for i, h in enumerate(headers)]
-    numeric = [all(isinstance(r[i], int | float) or r[i] in ("", "-") for r in rows) for i in range(len(headers))]
-
-    def line(row: Sequence[str]) -> str:
-        out = []
-        for c, w, n in zip(row, widths, numeric, strict=True):
-            pad = " " * (w - _width(c))
-            out.append(pad + c if n else c + pad)
-        return "  ".join(out).rstrip()
-
-    if title:
-        print(f"\n{title}")
-    print(line(headers))
-    print("  ".join("-" * w for w in widths))
-    for r in cells:
-        print(line(r))
-
-
-def _width(s: str) -> int:
-    """Display width: CJK (wide/full-width) characters take two columns."""
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
 
 
 def _fmt(v: object) -> str:
@@ -98,16 +74,15 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-def median(xs: Sequence[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
+table = functools.partial(tables.table, fmt=_fmt)
 
 
 def short_name(path: Path, n: int = 34) -> str:
     """The file's stem cut to n display columns."""
     s = path.stem
-    if _width(s) <= n:
+    if width(s) <= n:
         return s
-    while _width(s) > n - 1:
+    while width(s) > n - 1:
         s = s[:-1]
     return s + "…"
 
