@@ -64,19 +64,34 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders of PDF, TXT and Markdown.")],
     index: IndexOption = None,
     prune: Annotated[bool, typer.Option("--prune", help="Remove the chunks of files that no longer exist.")] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Set Chroma's files aside and store every indexed file again (vectors come from the cache).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Read, split, embed and store documents. Unchanged files are skipped."""
-    from rag.ingest import ingest_paths
+    from rag.ingest import SET_ASIDE_DIR, ingest_paths
 
     with _errors(as_json, debug):
         settings = _settings(index)
         with _progress(enabled=not as_json) as progress:
-            report = ingest_paths(paths, settings, prune=prune, progress=progress)
+            report = ingest_paths(paths, settings, prune=prune, progress=progress, rebuild=rebuild)
     if as_json:
         _print_json(report.to_dict())
     else:
+        if report.rebuilt:
+            why = "as asked" if rebuild else "they could not be read after a killed run"
+            typer.echo(
+                f"rebuilt the vector index ({why}): the old Chroma files are in "
+                f"{Path(settings.index_dir) / SET_ASIDE_DIR}; {report.embedded} chunks were embedded again, "
+                "the rest came from the embedding cache",
+                err=True,
+            )
         for failure in report.failed:
             typer.echo(f"failed: {failure.error}", err=True)
         typer.echo(

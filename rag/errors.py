@@ -37,6 +37,13 @@ class IndexMismatchError(RagError):
     exit_code = 2
 
 
+class IndexDamagedError(RagError):
+    """The local Chroma files cannot be read: a run was killed while Chroma was saving its vector index.
+    `rag ingest` rebuilds it from the files the manifest lists."""
+
+    exit_code = 6
+
+
 class IndexLockedError(RagError):
     """Another process is writing to the index."""
 

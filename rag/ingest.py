@@ -8,8 +8,10 @@ manifest does not name are strays of an interrupted run and are removed on the n
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -23,11 +25,23 @@ import numpy as np
 
 from rag.chunking import split_pages
 from rag.embed_cache import EmbeddingCache, embed_with_cache
-from rag.errors import LoadError
+from rag.errors import ConfigError, IndexDamagedError, LoadError
 from rag.loaders import SourceFile, discover, file_sha256, load_pages
 from rag.lock import index_lock
 from rag.records import Chunk, FileFailure, IngestReport
-from rag.store import ChromaStore, FileEntry, Manifest, build_fingerprint, check_fingerprint
+from rag.store import (
+    CHROMA_DIR,
+    COLLECTION,
+    DIRTY_NAME,
+    ChromaStore,
+    FileEntry,
+    Manifest,
+    atomic_write_text,
+    build_fingerprint,
+    check_fingerprint,
+    check_loadable_in_child,
+    release_local_clients,
+)
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -36,8 +50,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 CACHE_NAME = "embed_cache.sqlite"
 LEXICAL_DIR = "lexical"
-# Present while a writing run is under way; left behind by a crash, it makes the next run clean up.
-DIRTY_NAME = ".ingest-incomplete"
+# Where Chroma's files are set aside for a rebuild, and the sources to re-ingest until it has finished.
+SET_ASIDE_DIR = "chroma.old"
+REBUILD_NAME = ".rebuild-sources.json"
 
 # progress(event, source, stored, total): event is "file" when a file starts being read, "stored" once all of a
 # file's chunks are stored, "done" at the end; `stored` counts the files stored so far.
@@ -50,9 +65,22 @@ def ingest_paths(
     prune: bool = False,
     progress: Progress | None = None,
     embedder: Embedder | None = None,
+    rebuild: bool = False,
 ) -> IngestReport:
-    """Ingest under the index's writer lock (rag/lock.py): a second writer fails at once with IndexLockedError."""
-    with index_lock(Path(settings.index_dir)):
+    """Ingest under the index's writer lock (rag/lock.py): a second writer fails at once with IndexLockedError.
+
+    Chroma's files are rebuilt from the files the manifest lists (vectors from the embedding cache) when
+    they cannot be read after a killed run, or when `rebuild` asks for it."""
+    index_dir = Path(settings.index_dir)
+    with index_lock(index_dir):
+        if rebuild:
+            if settings.chroma_url:
+                raise ConfigError(
+                    "--rebuild works on the embedded index only: on a Chroma server, delete the collection "
+                    f"{COLLECTION!r} and ingest again"
+                )
+            (index_dir / DIRTY_NAME).touch()
+            _set_aside_store(index_dir, Manifest.load(index_dir) or Manifest())
         return _ingest_locked(paths, settings, prune, progress, embedder)
 
 
@@ -62,12 +90,23 @@ def _ingest_locked(
     prune: bool,
     progress: Progress | None,
     embedder: Embedder | None,
+    may_rebuild: bool = True,
 ) -> IngestReport:
     started = time.perf_counter()
     index_dir = Path(settings.index_dir)
     report = IngestReport()
+    paths = list(paths)
     files, problems = discover(paths)
     report.failed.extend(FileFailure(path=p.path, error=str(p)) for p in problems)
+    rebuilding = _rebuild_sources(index_dir)
+    report.rebuilt = bool(rebuilding)  # this run finishes a rebuild that an earlier one began
+    if rebuilding:
+        more, failures = _rediscover(rebuilding, {file.source for file in files}, index_dir)
+        files.extend(more)
+        if prune:  # gone is what --prune asks for
+            report.removed += sum(not Path(failure.path).exists() for failure in failures)
+            failures = [failure for failure in failures if Path(failure.path).exists()]
+        report.failed.extend(failures)
 
     manifest = Manifest.load(index_dir) or Manifest()
     had_lexical = bool(manifest.files)  # an index with files should have had a lexical index too
@@ -89,16 +128,28 @@ def _ingest_locked(
         pending.append((file, digest, stat.st_size, stat.st_mtime_ns))
 
     vanished = [source for source in manifest.files if not Path(source).exists()] if prune else []
-    # A run that was interrupted (DIRTY_NAME left behind) may have left stray chunks or a lagging lexical
-    # index: the clean-up below must run even when no file changed.
-    if not pending and not vanished and not (index_dir / DIRTY_NAME).exists():
+    # A run that was interrupted (DIRTY_NAME left behind) may have left stray chunks, a lagging lexical index
+    # or unreadable Chroma files: the checks and clean-up below must run even when no file changed.
+    interrupted = (index_dir / DIRTY_NAME).exists()
+    if not pending and not vanished and not interrupted:
         report.chunks = len(manifest.chunk_ids())
         report.seconds = time.perf_counter() - started
         return report
 
     (index_dir / DIRTY_NAME).touch()
+    try:
+        if interrupted and not settings.chroma_url:
+            check_loadable_in_child(index_dir)  # the killed run may have left files that crash Chroma's loader
+        store = ChromaStore.open(settings, index_dir, wanted, create=True)
+    except IndexDamagedError as exc:
+        if not may_rebuild:
+            raise
+        logger.warning("%s", exc)
+        _set_aside_store(index_dir, manifest)
+        report = _ingest_locked(paths, settings, prune, progress, embedder, may_rebuild=False)
+        report.rebuilt = True
+        return report
     embedders = _LazyEmbedder(settings, embedder)
-    store = ChromaStore.open(settings, index_dir, wanted, create=True)
     cache = _open_cache(settings, index_dir)
     writer = _BatchWriter(store, cache, embedders, settings.embed_batch_size)
     stored = 0
@@ -144,12 +195,60 @@ def _ingest_locked(
         manifest.save(index_dir)
     _remove_strays(store, manifest)
     sync_lexical(store, manifest.chunk_ids(), index_dir, expected=had_lexical)
+    (index_dir / REBUILD_NAME).unlink(missing_ok=True)  # every listed source is stored now, or reported failed
     (index_dir / DIRTY_NAME).unlink(missing_ok=True)
     if progress:
         progress("done", "", len(pending), len(pending))
     report.chunks = len(manifest.chunk_ids())
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _set_aside_store(index_dir: Path, manifest: Manifest) -> None:
+    """Make room for a fresh Chroma folder without losing track of anything: first the list of sources to
+    ingest again (kept until a run has stored them all), then an empty manifest, then the old folder moved
+    aside (replacing an older one). Called with the in-progress marker present, so that a crash between any
+    two steps leaves a state that the next run checks and finishes from."""
+    release_local_clients()
+    sources = sorted(set(manifest.files) | set(_rebuild_sources(index_dir)))
+    atomic_write_text(index_dir / REBUILD_NAME, json.dumps(sources, ensure_ascii=False, indent=0))
+    Manifest(fingerprint=manifest.fingerprint).save(index_dir)
+    set_aside = index_dir / SET_ASIDE_DIR
+    shutil.rmtree(set_aside, ignore_errors=True)
+    if (index_dir / CHROMA_DIR).exists():
+        os.replace(index_dir / CHROMA_DIR, set_aside)
+
+
+def _rebuild_sources(index_dir: Path) -> list[str]:
+    try:
+        sources = json.loads((index_dir / REBUILD_NAME).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        logger.warning("%s is unreadable (%s): only the paths given are ingested", index_dir / REBUILD_NAME, exc)
+        return []
+    return [str(source) for source in sources]
+
+
+def _rediscover(sources: list[str], known: set[str], index_dir: Path) -> tuple[list[SourceFile], list[FileFailure]]:
+    """The files an index held before it was rebuilt, besides the paths given; each was ingested as a file."""
+    files: list[SourceFile] = []
+    failures: list[FileFailure] = []
+    for source in sources:
+        if source in known:
+            continue
+        if not Path(source).is_file():
+            problem = (
+                f"{source}: was in the index before it was rebuilt but is not there any more (relative paths are "
+                f"read from the current folder): ingest it from where it is now; its old chunks are in "
+                f"{index_dir / SET_ASIDE_DIR}"
+            )
+            failures.append(FileFailure(path=source, error=problem))
+            continue
+        found, problems = discover([source])
+        files.extend(found)
+        failures.extend(FileFailure(path=p.path, error=str(p)) for p in problems)
+    return files, failures
 
 
 def load_chunks(file: SourceFile, digest: str, settings: Settings) -> Iterator[Chunk]:

@@ -103,6 +103,8 @@ class IngestReport:
     chunks: int = 0
     seconds: float = 0.0
     embedded: int = 0
+    # Chroma's files were unreadable after a killed run: they were set aside and every file re-ingested.
+    rebuilt: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

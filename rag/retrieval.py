@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 from rag.errors import ConfigError, IndexMissingError
 from rag.lexical_sync import LexicalMirror
 from rag.records import Hit, RetrievalMode
-from rag.store import ChromaStore, Manifest, build_fingerprint, check_fingerprint
+from rag.store import (
+    DIRTY_NAME,
+    ChromaStore,
+    Manifest,
+    build_fingerprint,
+    check_fingerprint,
+    check_loadable_in_child,
+)
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -62,6 +69,8 @@ class Searcher:
         self.manifest = manifest
         self.fingerprint = manifest.fingerprint
         if not settings.chroma_url:
+            if (self.index_dir / DIRTY_NAME).exists():  # an ingest is under way, or was killed
+                check_loadable_in_child(self.index_dir)
             self.store = ChromaStore.open(settings, self.index_dir, build_fingerprint(settings), create=False)
         saved = None if settings.chroma_url else self.index_dir / "lexical"  # persisted by ingest (local only)
         self.lexical = LexicalMirror(self.store, settings.lexical_refresh_seconds, saved)

@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rag.config import Settings
 from rag.errors import (
     ConfigError,
+    IndexDamagedError,
     IndexLockedError,
     IndexMismatchError,
     IndexMissingError,
@@ -56,6 +57,7 @@ STATUS_OF: dict[type[RagError], int] = {
     IndexMissingError: 404,
     IndexMismatchError: 409,
     IndexLockedError: 409,
+    IndexDamagedError: 503,
     ConfigError: 400,
     LoadError: 422,
     ModelError: 502,
@@ -157,7 +159,10 @@ class Service:
         with self._ingest_lock:
             report = ingest_paths(paths, self.settings)
             searcher = self._searcher
-            if searcher is not None:
+            if report.rebuilt:
+                with self._searcher_lock:
+                    self._searcher = None  # its Chroma client went with the damaged files: open the new ones
+            elif searcher is not None:
                 searcher.refresh()  # the next question sees the new chunks, lexically too
         return report.to_dict()
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -19,7 +22,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from rag.errors import ConfigError, IndexMismatchError, IndexMissingError
+from rag.errors import ConfigError, IndexDamagedError, IndexMismatchError, IndexMissingError
 from rag.records import Chunk, Hit
 
 if TYPE_CHECKING:
@@ -29,6 +32,9 @@ COLLECTION = "rag_chunks"
 VERSION_KEY = "rag_version"  # collection metadata: changed by every write (see ChromaStore.version)
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
+CHROMA_DIR = "chroma"
+# Present while a writing run is under way; left behind by a crash, it makes the next run check and clean up.
+DIRTY_NAME = ".ingest-incomplete"
 
 
 def build_fingerprint(settings: Settings, dim: int | None = None) -> dict[str, Any]:
@@ -130,7 +136,7 @@ class ChromaStore:
             client = _http_client(settings)
             where = f"Chroma server {settings.chroma_url}"
         else:
-            chroma_dir = index_dir / "chroma"
+            chroma_dir = index_dir / CHROMA_DIR
             if not create and not chroma_dir.exists():
                 raise IndexMissingError(f"no index at {index_dir}: run `rag ingest PATH...` first")
             client = chromadb.PersistentClient(
@@ -153,6 +159,8 @@ class ChromaStore:
                 raise IndexMissingError(f"no index at {where}: run `rag ingest PATH...` first") from exc
         stored = {key: value for key, value in (collection.metadata or {}).items() if not key.startswith("hnsw")}
         check_fingerprint(stored, fingerprint, index_dir)
+        if not settings.chroma_url:
+            _check_readable(collection, index_dir)
         return cls(collection, client)
 
     def version(self) -> str:
@@ -280,6 +288,92 @@ def _http_client(settings: Settings) -> Any:
             f"cannot use the Chroma server {settings.chroma_url} (tenant {settings.chroma_tenant!r}, database "
             f"{settings.chroma_database!r}): {type(exc).__name__}: {exc}"
         ) from exc
+
+
+# Chroma 1.5 saves its HNSW files in place (every thousand or so writes), so a process killed during a save
+# leaves files that Chroma cannot load. Either every later call fails with an InternalError ("Failed to apply
+# logs to the hnsw segment writer", "Error loading hnsw index"), or, for some torn files, the native loader
+# crashes the process (SIGSEGV). The first call on the collection shows it; the crash can only be seen from
+# another process.
+_DAMAGED_EXIT = 10
+
+
+def _damaged(index_dir: Path, problem: str) -> IndexDamagedError:
+    return IndexDamagedError(
+        f"the vector index in {index_dir / CHROMA_DIR} cannot be read ({problem}); a run killed while Chroma was "
+        "saving it leaves it so: run `rag ingest` on your documents again, it rebuilds the index from the files "
+        "it lists"
+    )
+
+
+def _check_readable(collection: Any, index_dir: Path) -> None:
+    from chromadb.errors import InternalError
+
+    try:
+        collection.count()  # cheap: the first call replays Chroma's pending log anyway
+    except InternalError as exc:
+        release_local_clients()  # let go of the files, so that ingest can move the folder aside
+        raise _damaged(index_dir, f"Chroma: {exc}") from exc
+
+
+def release_local_clients() -> None:
+    """Close every embedded Chroma client of this process. Chroma shares one client per path, so without this
+    a client opened after the folder was moved would still use the old, moved files."""
+    if "chromadb" in sys.modules:
+        from chromadb.api.client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()
+
+
+def check_loadable_in_child(index_dir: Path) -> None:
+    """Raise IndexDamagedError if a child process cannot load the local collection, crash included.
+
+    For use after a killed run only (its in-progress marker is left behind): it costs a Chroma start-up,
+    about 2 s. Any other failure in the child is left to the open in this process to report as it is."""
+    chroma_dir = index_dir / CHROMA_DIR
+    if not chroma_dir.exists():
+        return
+    code = "import sys; from rag.store import probe_main; sys.exit(probe_main(sys.argv[1]))"
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(chroma_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ORT_DISABLE_TELEMETRY": "1"},
+        timeout=900,
+    )
+    if result.returncode < 0:
+        raise _damaged(index_dir, f"Chroma crashed loading it: {signal.Signals(-result.returncode).name}")
+    if result.returncode == _DAMAGED_EXIT:
+        raise _damaged(index_dir, f"Chroma: {result.stdout.strip()}")
+
+
+def probe_main(chroma_dir: str) -> int:
+    """The child of `check_loadable_in_child`: 0 if the collection loads (or there is none yet) and a stored
+    vector finds itself; otherwise the problem on stdout and _DAMAGED_EXIT (or the crash itself)."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+    from chromadb.errors import ChromaError
+
+    client = chromadb.PersistentClient(path=chroma_dir, settings=ChromaSettings(anonymized_telemetry=False))
+    try:
+        collection = client.get_collection(COLLECTION, embedding_function=None)
+    except Exception:  # no collection yet: nothing to damage (chromadb's exception type varies by version)
+        return 0
+    try:
+        if collection.count() == 0:
+            return 0
+        sample = collection.get(limit=1, include=["embeddings"])
+        found = collection.query(query_embeddings=sample["embeddings"], n_results=1, include=["distances"])
+    except ChromaError as exc:
+        print(exc)
+        return _DAMAGED_EXIT
+    # Torn vector files can also load without an error and hold zeros or garbage.
+    distances = found["distances"]
+    nearest, distance = found["ids"][0][0], (distances[0][0] if distances else 0.0)
+    if nearest != sample["ids"][0] and distance > 1e-4:
+        print(f"the stored vector of {sample['ids'][0]} is not its own nearest neighbour (found {nearest})")
+        return _DAMAGED_EXIT
+    return 0
 
 
 def _is_not_found(exc: Exception) -> bool:

@@ -10,15 +10,19 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rag.config import Settings
 
 
-def check_index(index_dir: Path, docs: Path) -> dict[str, Any]:
+def check_index(index_dir: Path, docs: Path, settings: Settings | None = None) -> dict[str, Any]:
     """Raise AssertionError on any inconsistency; return a few figures."""
     from rag.config import Settings
     from rag.store import ChromaStore, Manifest, build_fingerprint
 
-    settings = Settings(index_dir=index_dir, embedder="fake", _env_file=None)  # type: ignore[call-arg]
+    if settings is None:
+        settings = Settings(index_dir=index_dir, embedder="fake", _env_file=None)  # type: ignore[call-arg]
     manifest = Manifest.load(index_dir)
     assert manifest is not None, "no manifest"
     on_disk = {str(path) for path in docs.rglob("*.txt")}
@@ -46,6 +50,7 @@ def check_index(index_dir: Path, docs: Path) -> dict[str, Any]:
         assert len(lexical_ids) == len(set(lexical_ids)), "duplicate ids in the lexical index"
         assert set(lexical_ids) == set(all_ids), "lexical index and manifest disagree"
     assert not (index_dir / ".ingest-incomplete").exists(), "a completed run left its in-progress marker"
+    assert not (index_dir / ".rebuild-sources.json").exists(), "a completed run left its list of files to rebuild"
     return {"files": len(manifest.files), "chunks": len(all_ids), "lexical": lexical_ids is not None}
 
 
@@ -74,7 +79,17 @@ def main() -> None:
     figures = check_index(index_dir, docs)
     answer = answer_question("What is the grace period?", settings)
     assert answer.passages, "ask found nothing"
-    print(json.dumps({**figures, "mode": answer.mode, "added": report.added, "updated": report.updated}))
+    print(
+        json.dumps(
+            {
+                **figures,
+                "mode": answer.mode,
+                "added": report.added,
+                "updated": report.updated,
+                "rebuilt": report.rebuilt,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
