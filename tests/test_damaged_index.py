@@ -1,8 +1,9 @@
 """Chroma's HNSW files left unreadable by a killed run: `rag ask` says how to fix it, `rag ingest` rebuilds.
 
 Chroma 1.5 saves its HNSW index in place, every thousand or so writes; a SIGKILL during that save leaves
-files no later call can load (our crash test hit it once in about fifty kills). These tests damage the
-files the two ways we have seen Chroma report, then check the rebuild loses nothing.
+files it cannot load (CI's crash test hit it once). Torn files show in three ways: an InternalError on
+every call, a crash of the native loader, or wrong neighbours. These tests damage the files each way, then
+check that `ask` names the fix and that the rebuild loses nothing.
 """
 
 from __future__ import annotations
