@@ -347,9 +347,13 @@ def check_loadable_in_child(index_dir: Path) -> None:
         raise _damaged(index_dir, f"Chroma: {result.stdout.strip()}")
 
 
+PROBE_SAMPLES = 16
+
+
 def probe_main(chroma_dir: str) -> int:
-    """The child of `check_loadable_in_child`: 0 if the collection loads (or there is none yet) and a stored
-    vector finds itself; otherwise the problem on stdout and _DAMAGED_EXIT (or the crash itself)."""
+    """The child of `check_loadable_in_child`: 0 if the collection loads (or there is none yet) and stored
+    vectors spread over it each find themselves; otherwise the problem on stdout and _DAMAGED_EXIT (or the
+    crash itself). One vector was not enough: a truncated vector file passed it and failed later queries."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
     from chromadb.errors import ChromaError
@@ -360,19 +364,25 @@ def probe_main(chroma_dir: str) -> int:
     except Exception:  # no collection yet: nothing to damage (chromadb's exception type varies by version)
         return 0
     try:
-        if collection.count() == 0:
+        count = collection.count()
+        ids: list[str] = []
+        vectors: list[Any] = []
+        for offset in range(0, count, max(1, count // PROBE_SAMPLES)):
+            sample = collection.get(limit=1, offset=offset, include=["embeddings"])
+            ids.extend(sample["ids"])
+            vectors.extend(sample["embeddings"] if sample["embeddings"] is not None else [])
+        if not ids:
             return 0
-        sample = collection.get(limit=1, include=["embeddings"])
-        found = collection.query(query_embeddings=sample["embeddings"], n_results=1, include=["distances"])
+        found = collection.query(query_embeddings=vectors, n_results=1, include=["distances"])
     except ChromaError as exc:
         print(exc)
         return _DAMAGED_EXIT
     # Torn vector files can also load without an error and hold zeros or garbage.
-    distances = found["distances"]
-    nearest, distance = found["ids"][0][0], (distances[0][0] if distances else 0.0)
-    if nearest != sample["ids"][0] and distance > 1e-4:
-        print(f"the stored vector of {sample['ids'][0]} is not its own nearest neighbour (found {nearest})")
-        return _DAMAGED_EXIT
+    distances = found["distances"] or [[0.0]] * len(ids)
+    for chunk_id, nearest, distance in zip(ids, found["ids"], distances, strict=True):
+        if nearest[0] != chunk_id and distance[0] > 1e-4:
+            print(f"the stored vector of {chunk_id} is not its own nearest neighbour (found {nearest[0]})")
+            return _DAMAGED_EXIT
     return 0
 
 

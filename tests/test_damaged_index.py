@@ -1,9 +1,9 @@
 """Chroma's HNSW files left unreadable by a killed run: `rag ask` says how to fix it, `rag ingest` rebuilds.
 
 Chroma 1.5 saves its HNSW index in place, every thousand or so writes; a SIGKILL during that save leaves
-files it cannot load (CI's crash test hit it once). Torn files show in three ways: an InternalError on
-every call, a crash of the native loader, or wrong neighbours. These tests damage the files each way, then
-check that `ask` names the fix and that the rebuild loses nothing.
+files it cannot load (CI's crash test hit it once). Torn files show in several ways: an InternalError on
+every call, a crash of the native loader, errors for some vectors only, or wrong neighbours. These tests
+damage the files each way, then check that `ask` names the fix and that the rebuild loses nothing.
 """
 
 from __future__ import annotations
@@ -65,6 +65,12 @@ def _overstate_elements(folder: Path) -> None:  # Chroma's loader crashes the pr
     (folder / "header.bin").write_bytes(bytes(header))
 
 
+def _truncate_vectors(folder: Path) -> None:  # loads; "Error getting embedding" for the vectors cut off
+    data = folder / "data_level0.bin"
+    with open(data, "r+b") as handle:
+        handle.truncate(data.stat().st_size // 2)
+
+
 def _zero_norms(folder: Path) -> None:  # loads without an error; a stored vector no longer finds itself
     with open(folder / "length.bin", "r+b") as handle:
         handle.truncate(0)
@@ -77,7 +83,7 @@ def _kill_aftermath(index_dir: Path, damage: Callable[[Path], None]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", [_garble_header, _overstate_elements, _zero_norms])
+@pytest.mark.parametrize("damage", [_garble_header, _overstate_elements, _truncate_vectors, _zero_norms])
 def test_ask_names_the_fix_and_ingest_rebuilds_from_the_cache(
     tmp_path: Path, fake_settings: Settings, damage: Callable[[Path], None]
 ) -> None:
