@@ -101,12 +101,13 @@ def _ingest_locked(
     rebuilding = _rebuild_sources(index_dir)
     report.rebuilt = bool(rebuilding)  # this run finishes a rebuild that an earlier one began
     if rebuilding:
-        more, failures = _rediscover(rebuilding, {file.source for file in files}, index_dir)
+        more, gone, failures = _rediscover(rebuilding, {file.source for file in files}, index_dir)
         files.extend(more)
-        if prune:  # gone is what --prune asks for
-            report.removed += sum(not Path(failure.path).exists() for failure in failures)
-            failures = [failure for failure in failures if Path(failure.path).exists()]
         report.failed.extend(failures)
+        if prune:  # gone is what --prune asks for
+            report.removed += len(gone)
+        else:
+            report.failed.extend(_no_longer_there(source, index_dir) for source in gone)
 
     manifest = Manifest.load(index_dir) or Manifest()
     had_lexical = bool(manifest.files)  # an index with files should have had a lexical index too
@@ -230,25 +231,36 @@ def _rebuild_sources(index_dir: Path) -> list[str]:
     return [str(source) for source in sources]
 
 
-def _rediscover(sources: list[str], known: set[str], index_dir: Path) -> tuple[list[SourceFile], list[FileFailure]]:
-    """The files an index held before it was rebuilt, besides the paths given; each was ingested as a file."""
+def _rediscover(
+    sources: list[str], known: set[str], index_dir: Path
+) -> tuple[list[SourceFile], list[str], list[FileFailure]]:
+    """The files an index held before it was rebuilt, besides the paths given (each was ingested as a file);
+    the sources that no longer exist; and the failures of those that exist but cannot be read as files."""
     files: list[SourceFile] = []
+    gone: list[str] = []
     failures: list[FileFailure] = []
     for source in sources:
         if source in known:
             continue
-        if not Path(source).is_file():
-            problem = (
-                f"{source}: was in the index before it was rebuilt but is not there any more (relative paths are "
-                f"read from the current folder): ingest it from where it is now; its old chunks are in "
-                f"{index_dir / SET_ASIDE_DIR}"
-            )
-            failures.append(FileFailure(path=source, error=problem))
-            continue
-        found, problems = discover([source])
-        files.extend(found)
-        failures.extend(FileFailure(path=p.path, error=str(p)) for p in problems)
-    return files, failures
+        path = Path(source)
+        if not path.exists():
+            gone.append(source)
+        elif not path.is_file():
+            failures.append(_no_longer_there(source, index_dir))
+        else:
+            found, problems = discover([source])
+            files.extend(found)
+            failures.extend(FileFailure(path=p.path, error=str(p)) for p in problems)
+    return files, gone, failures
+
+
+def _no_longer_there(source: str, index_dir: Path) -> FileFailure:
+    problem = (
+        f"{source}: was in the index before it was rebuilt but is not there any more (relative paths are "
+        f"read from the current folder): ingest it from where it is now; its old chunks are in "
+        f"{index_dir / SET_ASIDE_DIR}"
+    )
+    return FileFailure(path=source, error=problem)
 
 
 def load_chunks(file: SourceFile, digest: str, settings: Settings) -> Iterator[Chunk]:
