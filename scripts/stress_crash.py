@@ -24,26 +24,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+INDEX_CHECK = ROOT / "tests" / "index_check.py"  # ingest again, check consistency, ask; one JSON line
 sys.path.insert(0, str(ROOT / "tests"))
 
 from test_crash import _write_corpus  # noqa: E402
-
-CHECK = """
-import json, sys
-from pathlib import Path
-from index_check import check_index
-from rag.config import Settings
-from rag.ingest import ingest_paths
-from rag.qa import answer_question
-
-docs = Path(sys.argv[1])
-settings = Settings()
-report = ingest_paths([docs], settings)
-assert not report.failed, report.failed
-check_index(Path(settings.index_dir), docs, settings)
-assert answer_question("What is the grace period of plan 3?", settings).passages, "ask found nothing"
-print(json.dumps({"rebuilt": report.rebuilt, "embedded": report.embedded, "chunks": report.chunks}))
-"""
 
 
 def main() -> None:
@@ -61,7 +45,6 @@ def main() -> None:
         "RAG_INDEX_DIR": str(index),
         "RAG_CHUNK_SIZE": str(args.chunk_size),
         "RAG_CHUNK_OVERLAP": "0",
-        "PYTHONPATH": str(ROOT / "tests"),
     }
     rng = random.Random(args.seed)
     _write_corpus(docs, 0, rng)
@@ -84,7 +67,11 @@ def main() -> None:
         run.wait()
         _write_corpus(docs, rounds, rng)  # puts the deleted file back
         check = subprocess.run(
-            [sys.executable, "-c", CHECK, str(docs)], env=env, capture_output=True, text=True, timeout=900
+            [sys.executable, str(INDEX_CHECK), str(index), str(docs)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         if check.returncode != 0:
             kept = Path(tempfile.mkdtemp(prefix="rag-stress-failed-")) / "index"

@@ -73,10 +73,11 @@ def main() -> None:
     from rag.qa import answer_question
 
     index_dir, docs = Path(sys.argv[1]), Path(sys.argv[2])
+    # RAG_* variables (RAG_CHUNK_SIZE in scripts/stress_crash.py) still apply.
     settings = Settings(index_dir=index_dir, embedder="fake", _env_file=None)  # type: ignore[call-arg]
     report = ingest_paths([docs], settings)
     assert not report.failed, report.failed
-    figures = check_index(index_dir, docs)
+    figures = check_index(index_dir, docs, settings)
     answer = answer_question("What is the grace period?", settings)
     assert answer.passages, "ask found nothing"
     print(
@@ -87,6 +88,7 @@ def main() -> None:
                 "added": report.added,
                 "updated": report.updated,
                 "rebuilt": report.rebuilt,
+                "embedded": report.embedded,
             }
         )
     )
