@@ -10,14 +10,19 @@ from typing import TYPE_CHECKING, Any
 from rag.config import Settings
 from rag.errors import (
     ConfigError,
+    DatasetError,
+    IndexDamagedError,
     IndexLockedError,
     IndexMismatchError,
     IndexMissingError,
     LoadError,
     ModelError,
     RagError,
+    StoreUnreachableError,
 )
 from rag.records import Answer, Chunk, Citation, Document, FileFailure, Hit, IngestReport, Page, Passage
+
+__version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -28,9 +33,11 @@ __all__ = [
     "Chunk",
     "Citation",
     "ConfigError",
+    "DatasetError",
     "Document",
     "FileFailure",
     "Hit",
+    "IndexDamagedError",
     "IndexLockedError",
     "IndexMismatchError",
     "IndexMissingError",
@@ -41,6 +48,8 @@ __all__ = [
     "Passage",
     "RagError",
     "Settings",
+    "StoreUnreachableError",
+    "__version__",
     "ask",
     "ingest",
 ]
@@ -48,9 +57,12 @@ __all__ = [
 
 def ingest(paths: Iterable[str | Path], settings: Settings | None = None, **options: Any) -> IngestReport:
     """Load, split, embed and store the files under `paths`; unchanged files are skipped."""
+    from rag.index import Index
     from rag.ingest import ingest_paths
 
-    return ingest_paths(paths, settings or Settings(), **options)
+    embedder = options.pop("embedder", None)
+    with Index(settings or Settings(), embedder) as index:
+        return ingest_paths(paths, index, **options)
 
 
 def ask(question: str, settings: Settings | None = None, **options: Any) -> Answer:

@@ -26,6 +26,23 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.", envvar="RAG_DEBUG")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from rag import __version__
+
+        typer.echo(f"rag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Grounded, cited answers from your own documents (Chinese and English)."""
+
+
 def _settings(index: Path | None, **overrides: Any) -> Settings:
     settings = Settings()
     updates = {key: value for key, value in overrides.items() if value is not None}
@@ -75,12 +92,13 @@ def ingest(
     debug: DebugOption = False,
 ) -> None:
     """Read, split, embed and store documents. Unchanged files are skipped."""
-    from rag.ingest import SET_ASIDE_DIR, ingest_paths
+    from rag.index import Index
+    from rag.ingest import ingest_paths
 
     with _errors(as_json, debug):
-        settings = _settings(index)
-        with _progress(enabled=not as_json) as progress:
-            report = ingest_paths(paths, settings, prune=prune, progress=progress, rebuild=rebuild)
+        opened = Index(_settings(index))
+        with _progress(enabled=not as_json) as progress, opened:
+            report = ingest_paths(paths, opened, prune=prune, progress=progress, rebuild=rebuild)
     if as_json:
         _print_json(report.to_dict())
     else:
@@ -88,7 +106,7 @@ def ingest(
             why = "as asked" if rebuild else "they could not be read after a killed run"
             typer.echo(
                 f"rebuilt the vector index ({why}): the old Chroma files are in "
-                f"{Path(settings.index_dir) / SET_ASIDE_DIR}; {report.embedded} chunks were embedded again, "
+                f"{opened.layout.chroma_set_aside}; {report.embedded} chunks were embedded again, "
                 "the rest came from the embedding cache",
                 err=True,
             )
@@ -97,7 +115,7 @@ def ingest(
         typer.echo(
             f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
             f"removed {report.removed}, failed {len(report.failed)}; "
-            f"{report.chunks} chunks in {settings.index_dir} ({report.seconds:.1f} s)"
+            f"{report.chunks} chunks in {opened.root} ({report.seconds:.1f} s)"
         )
     if report.failed:
         raise typer.Exit(1)
@@ -184,19 +202,10 @@ def ask(
 @app.command()
 def status(index: IndexOption = None, as_json: JsonOption = False, debug: DebugOption = False) -> None:
     """What the index holds and how it was built."""
-    from rag.store import Manifest
+    from rag.index import Index
 
     with _errors(as_json, debug):
-        settings = _settings(index)
-        manifest = Manifest.load(Path(settings.index_dir))
-        data = {
-            "index": str(settings.index_dir),
-            "documents": manifest.documents() if manifest else 0,
-            "files": len(manifest.files) if manifest else 0,
-            "chunks": len(manifest.chunk_ids()) if manifest else 0,
-            "embedder": (manifest.fingerprint.get("embedder") if manifest else None) or settings.embedder,
-            "settings": manifest.fingerprint if manifest else {},
-        }
+        data = Index(_settings(index)).status()
     if as_json:
         _print_json(data)
         return
@@ -255,14 +264,15 @@ app.add_typer(cache_app, name="cache")
 @cache_app.command("clear")
 def cache_clear(index: IndexOption = None, as_json: JsonOption = False, debug: DebugOption = False) -> None:
     """Delete every cached vector. The index itself is untouched."""
-    from rag.embed_cache import EmbeddingCache
-    from rag.ingest import CACHE_NAME
+    from rag.index import Index
 
     with _errors(as_json, debug):
-        path = Path(_settings(index).index_dir) / CACHE_NAME
+        opened = Index(_settings(index))
+        path = opened.layout.embed_cache
         removed = 0
-        if path.exists():
-            with EmbeddingCache(path) as cache:
+        cache = opened.open_cache()
+        if cache is not None:
+            with cache:
                 removed = cache.clear()
     if as_json:
         _print_json({"removed": removed, "path": str(path)})
@@ -273,14 +283,14 @@ def cache_clear(index: IndexOption = None, as_json: JsonOption = False, debug: D
 @cache_app.command("stats")
 def cache_stats(index: IndexOption = None, as_json: JsonOption = False, debug: DebugOption = False) -> None:
     """How many vectors are cached, for which embedders, and the file's size."""
-    from rag.embed_cache import EmbeddingCache
-    from rag.ingest import CACHE_NAME
+    from rag.index import Index
 
     with _errors(as_json, debug):
-        path = Path(_settings(index).index_dir) / CACHE_NAME
-        stats: dict[str, Any] = {"path": str(path), "entries": 0}
-        if path.exists():
-            with EmbeddingCache(path) as cache:
+        opened = Index(_settings(index))
+        stats: dict[str, Any] = {"path": str(opened.layout.embed_cache), "entries": 0}
+        cache = opened.open_cache()
+        if cache is not None:
+            with cache:
                 stats = cache.stats()
     if as_json:
         _print_json(stats)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from rag.errors import ConfigError, ModelError
+from rag.errors import ConfigError, ModelError, mask_secret
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -101,7 +101,8 @@ class OpenAIEmbedder:
         try:
             response = self._client.embeddings.create(model=self.model, input=list(texts))
         except openai.APIError as exc:
-            raise ModelError(f"embedding model {self.model!r} failed: {exc}") from exc
+            message = mask_secret(f"embedding model {self.model!r} failed: {exc}", self._client.api_key)
+            raise ModelError(message) from None
         vectors = np.asarray([item.embedding for item in response.data], dtype=np.float32)
         self._dim = vectors.shape[1]
         return _normalise(vectors)

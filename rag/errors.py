@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 
 class RagError(Exception):
     """Base of every error a user is meant to read."""
@@ -44,6 +47,18 @@ class IndexDamagedError(RagError):
     exit_code = 6
 
 
+class StoreUnreachableError(RagError):
+    """The Chroma server (RAG_CHROMA_URL) cannot be reached or refuses this client."""
+
+    exit_code = 7
+
+
+class DatasetError(RagError, ValueError):
+    """An evaluation set that is not in a recognised format, or whose files are malformed."""
+
+    exit_code = 2
+
+
 class IndexLockedError(RagError):
     """Another process is writing to the index."""
 
@@ -54,3 +69,19 @@ class ModelError(RagError):
     """The chat or embedding model could not give an answer."""
 
     exit_code = 5
+
+
+MASK = "sk-***"
+
+
+def mask_secret(text: str, secret: str | None) -> str:
+    """`text` with every form of `secret` in it replaced by a mask: as it is, in upper or lower case, and
+    JSON-escaped (a server that echoes the key in a JSON error body may write `sk\\u002d...`). Used on every
+    message that a model call (chat or embeddings) can raise, and on --debug tracebacks."""
+    if not secret or len(secret) < 8:
+        return text
+    forms = {secret, secret.upper(), secret.lower(), json.dumps(secret)[1:-1]}
+    forms.add("".join(f"\\u{ord(ch):04x}" if not ch.isalnum() else ch for ch in secret))
+    for form in sorted(forms, key=len, reverse=True):
+        text = re.sub(re.escape(form), MASK, text, flags=re.IGNORECASE)
+    return text

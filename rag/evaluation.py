@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rag.errors import RagError
+from rag.errors import DatasetError
 
 DatasetFormat = Literal["insqabench", "financebench"]
 
@@ -32,12 +32,6 @@ FINANCEBENCH_QUESTIONS = "questions.jsonl"
 FINANCEBENCH_PDFS = "pdfs"
 
 _ID_LENGTH = 16  # hex characters of the sha256: 64 bits, no collisions at corpus sizes we meet
-
-
-class DatasetError(RagError, ValueError):
-    """An evaluation folder that is not in a recognised format, or whose files are malformed."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -101,9 +95,7 @@ def detect_format(folder: Path) -> DatasetFormat:
     insqa = (folder / INSQA_OBJECTIVE).is_file() or (folder / INSQA_SUBJECTIVE).is_file()
     finbench = (folder / FINANCEBENCH_QUESTIONS).is_file() and (folder / FINANCEBENCH_PDFS).is_dir()
     if insqa and finbench:
-        raise DatasetError(
-            f"{folder} holds the files of both InsQABench and FinanceBench: keep one dataset per folder"
-        )
+        raise DatasetError(f"{folder} holds the files of both InsQABench and FinanceBench: keep one dataset per folder")
     if insqa:
         return "insqabench"
     if finbench:
@@ -203,9 +195,7 @@ def load_insqabench(folder: Path, limit: int | None = None) -> PassageDataset:
                 )
             contract, snippet, question = parsed
             pid = corpus.add(snippet, contract)
-            queries.append(
-                EvalQuery(id=f"objective-{item_id}", question=question, relevant_ids=frozenset({pid}))
-            )
+            queries.append(EvalQuery(id=f"objective-{item_id}", question=question, relevant_ids=frozenset({pid})))
 
     if subjective_path.is_file():
         contracts = _read_json(subjective_path)
@@ -216,15 +206,11 @@ def load_insqabench(folder: Path, limit: int | None = None) -> PassageDataset:
             )
         for c, (contract, by_question) in enumerate(contracts.items(), start=1):
             if not isinstance(by_question, dict):
-                raise DatasetError(
-                    f"{subjective_path}: contract {contract!r} does not map questions to items"
-                )
+                raise DatasetError(f"{subjective_path}: contract {contract!r} does not map questions to items")
             for q, (question, item) in enumerate(by_question.items(), start=1):
                 paragraph = item.get("p") if isinstance(item, dict) else None
                 if not isinstance(paragraph, str) or not paragraph.strip() or not question.strip():
-                    raise DatasetError(
-                        f"{subjective_path}: contract {contract!r}, question {q} has no paragraph p"
-                    )
+                    raise DatasetError(f"{subjective_path}: contract {contract!r}, question {q} has no paragraph p")
                 pid = corpus.add(paragraph, contract.strip())
                 queries.append(
                     EvalQuery(
@@ -272,9 +258,7 @@ def load_financebench(folder: Path, limit: int | None = None) -> DocumentDataset
     questions_path, pdf_dir = folder / FINANCEBENCH_QUESTIONS, folder / FINANCEBENCH_PDFS
     if not questions_path.is_file() or not pdf_dir.is_dir():
         raise DatasetError(f"{folder} needs {FINANCEBENCH_QUESTIONS} and a {FINANCEBENCH_PDFS}/ folder")
-    files = sorted(
-        (p for p in pdf_dir.iterdir() if p.is_file() and p.suffix.lower() == ".pdf"), key=lambda p: p.name
-    )
+    files = sorted((p for p in pdf_dir.iterdir() if p.is_file() and p.suffix.lower() == ".pdf"), key=lambda p: p.name)
     available = {p.name for p in files}
 
     queries: list[EvalQuery] = []
@@ -306,9 +290,7 @@ def load_financebench(folder: Path, limit: int | None = None) -> DocumentDataset
         if not pages:
             raise DatasetError(f"{questions_path}: {qid} has no evidence page")
         missing.update(name for name in {source, *(name for name, _ in pages)} if name not in available)
-        queries.append(
-            EvalQuery(id=qid, question=question.strip(), relevant_pages=frozenset(pages), source=source)
-        )
+        queries.append(EvalQuery(id=qid, question=question.strip(), relevant_pages=frozenset(pages), source=source))
     if missing:
         raise DatasetError(
             f"{pdf_dir} lacks {len(missing)} PDF(s) the questions refer to: {', '.join(sorted(missing))}"
@@ -358,9 +340,7 @@ def page_hit_at_k(
     return 1.0 if any(not wanted.isdisjoint(pages) for pages in ranked_pages[:k]) else 0.0
 
 
-def passage_metrics(
-    ranked_ids: Sequence[str], relevant: Collection[str], ks: Iterable[int]
-) -> dict[str, float]:
+def passage_metrics(ranked_ids: Sequence[str], relevant: Collection[str], ks: Iterable[int]) -> dict[str, float]:
     """One query's "recall@k" for every k and "mrr@<largest k>"."""
     ks = sorted(set(ks))
     if not ks:
@@ -387,13 +367,9 @@ def parse_ks(text: str) -> tuple[int, ...]:
     try:
         ks = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
-        raise ValueError(
-            f"k must be a comma-separated list of whole numbers, like 1,5,10: got {text!r}"
-        ) from None
+        raise ValueError(f"k must be a comma-separated list of whole numbers, like 1,5,10: got {text!r}") from None
     if not ks or ks[0] < 1:
-        raise ValueError(
-            f"k must be a comma-separated list of numbers of at least 1, like 1,5,10: got {text!r}"
-        )
+        raise ValueError(f"k must be a comma-separated list of numbers of at least 1, like 1,5,10: got {text!r}")
     return tuple(ks)
 
 

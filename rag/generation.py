@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rag.errors import ModelError
+from rag.errors import ModelError, mask_secret
 from rag.loaders import HEADING_LINE
 from rag.records import Passage
 
@@ -42,9 +42,9 @@ def chat(client: openai.OpenAI, request: dict[str, Any], base_url: str | None) -
     try:
         return _chat(client, request, base_url)
     except ModelError as exc:
-        secret = client.api_key or ""
-        if len(secret) >= 8 and secret in str(exc):
-            raise ModelError(str(exc).replace(secret, "sk-***")) from None
+        masked = mask_secret(str(exc), client.api_key)
+        if masked != str(exc):
+            raise ModelError(masked) from None
         raise
 
 

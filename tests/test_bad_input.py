@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 
 from rag.cli import app
 from rag.config import Settings
+from rag.index import Index, IndexLayout
 from rag.ingest import ingest_paths
-from rag.store import Manifest
+from rag.manifest import Manifest
 
 BIG_MB = 50
 # Peak RSS allowed for the whole `rag ingest` process (imports, Chroma and the fake embedder included) on a
@@ -180,7 +181,7 @@ def test_bad_files_are_reported_good_files_ingested_and_memory_bounded(tmp_path:
         assert ": " in problem_and_fix, f"no fix given: {mine[0]}"
     assert len(failure_lines) == len(bad), failure_lines
 
-    manifest = Manifest.load(index)
+    manifest = Manifest.load(IndexLayout(index).manifest)
     assert manifest is not None
     assert set(manifest.files) == {str(path) for path in good.values()}
     # The duplicate is one document, stored once.
@@ -195,7 +196,7 @@ def test_bad_files_are_reported_good_files_ingested_and_memory_bounded(tmp_path:
     settings = Settings(index_dir=index, embedder="fake", chunk_size=1000, chunk_overlap=100, _env_file=None)  # type: ignore[call-arg]
     from rag.retrieval import Searcher
 
-    searcher = Searcher(settings)
+    searcher = Searcher(Index(settings))
     last = (BIG_MB * 4) - 1
     texts = [chunk.text for chunk in searcher.store.iter_chunks()]
     assert any(f"Bulk record {last:05d}" in text for text in texts)
@@ -227,12 +228,12 @@ def test_a_file_that_vanishes_mid_run_is_reported_and_the_rest_ingested(
         if event == "file" and source.endswith("a.txt"):
             (docs / "b.txt").unlink()  # discovered and hashed, gone before it is loaded
 
-    report = ingest_paths([docs], fake_settings, progress=progress)
+    report = ingest_paths([docs], Index(fake_settings), progress=progress)
     assert report.added == 2
     assert [(Path(f.path).name, "disappeared" in f.error and "run ingest again" in f.error) for f in report.failed] == [
         ("b.txt", True)
     ]
-    manifest = Manifest.load(Path(fake_settings.index_dir))
+    manifest = Index(fake_settings).manifest()
     assert manifest is not None and sorted(Path(p).name for p in manifest.files) == ["a.txt", "c.txt"]
 
 
@@ -253,7 +254,7 @@ def test_a_file_deleted_between_discovery_and_hashing_is_reported(
         return found
 
     monkeypatch.setattr(ingest_module, "discover", racing_discover)
-    report = ingest_paths([docs], fake_settings)
+    report = ingest_paths([docs], Index(fake_settings))
     assert report.added == 1
     assert len(report.failed) == 1 and report.failed[0].path.endswith("gone.txt")
     assert "disappeared" in report.failed[0].error

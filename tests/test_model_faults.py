@@ -17,6 +17,7 @@ from typer.testing import CliRunner, Result
 
 from rag.cli import app
 from rag.config import Settings
+from rag.index import Index
 from rag.ingest import ingest_paths
 
 QUESTION = "What is the grace period?"
@@ -27,7 +28,7 @@ def index(tmp_path: Path, fake_settings: Settings) -> Path:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "policy.txt").write_text("The grace period is sixty days. The premium is 100 yuan.\n", encoding="utf-8")
-    ingest_paths([docs], fake_settings)
+    ingest_paths([docs], Index(fake_settings))
     return Path(fake_settings.index_dir)
 
 

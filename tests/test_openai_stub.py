@@ -157,9 +157,7 @@ def test_embeddings_float_and_base64_agree(stub: OpenAIStub) -> None:
     assert [r.json["encoding_format"] for r in stub.embedding_requests] == ["base64", "float", "base64"]
     vectors = [d.embedding for d in floats.data]
     assert [d.embedding for d in default.data] == vectors
-    decoded = [
-        list(struct.unpack(f"<{EMBEDDING_DIM}f", base64.b64decode(d.embedding))) for d in explicit.data
-    ]
+    decoded = [list(struct.unpack(f"<{EMBEDDING_DIM}f", base64.b64decode(d.embedding))) for d in explicit.data]
     assert decoded == vectors
     assert vectors[0] == vectors[2] != vectors[1]
     assert vectors[0] == fake_embedding("policy clause 1")

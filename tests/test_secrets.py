@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from rag.cli import app
 from rag.config import Settings
+from rag.index import Index
 from rag.ingest import ingest_paths
 
 KEY = "sk-test-SECRET-123"
@@ -21,7 +22,7 @@ def index(tmp_path: Path, fake_settings: Settings) -> Path:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "policy.txt").write_text("The grace period is sixty days.\n", encoding="utf-8")
-    ingest_paths([docs], fake_settings)
+    ingest_paths([docs], Index(fake_settings))
     return Path(fake_settings.index_dir)
 
 

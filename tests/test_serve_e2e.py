@@ -12,6 +12,7 @@ import pytest
 from conftest import DATA, free_port, stop_process, wait_for_http
 
 from rag.config import Settings
+from rag.index import Index
 from rag.ingest import ingest_paths
 
 KEY = "sk-e2e-test-key"
@@ -21,7 +22,7 @@ KEY = "sk-e2e-test-key"
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     index = tmp_path_factory.mktemp("serve") / "index"
     settings = Settings(index_dir=index, embedder="fake", _env_file=None)  # type: ignore[call-arg]
-    assert not ingest_paths([DATA], settings).failed
+    assert not ingest_paths([DATA], Index(settings)).failed
     port = free_port()
     env = {**os.environ, "RAG_EMBEDDER": "fake", "RAG_SERVER_API_KEY": KEY}
     log = open(index.parent / "serve.log", "wb")  # noqa: SIM115 - closed after the process stops
