@@ -54,3 +54,9 @@ class ModelError(RagError):
     """The chat or embedding model could not give an answer."""
 
     exit_code = 5
+
+
+class DatasetError(RagError, ValueError):
+    """An evaluation set that is not in a recognised format, or whose files are malformed."""
+
+    exit_code = 2

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rag.errors import RagError
+from rag.errors import DatasetError
 
 DatasetFormat = Literal["insqabench", "financebench"]
 
@@ -32,12 +32,6 @@ FINANCEBENCH_QUESTIONS = "questions.jsonl"
 FINANCEBENCH_PDFS = "pdfs"
 
 _ID_LENGTH = 16  # hex characters of the sha256: 64 bits, no collisions at corpus sizes we meet
-
-
-class DatasetError(RagError, ValueError):
-    """An evaluation folder that is not in a recognised format, or whose files are malformed."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
