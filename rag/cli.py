@@ -257,6 +257,39 @@ def eval_retrieval(
         typer.echo("")
 
 
+@eval_app.command("answers")
+def eval_answers(
+    questions: Annotated[Path, typer.Argument(help="A JSONL set: {id, lang, question, answerable, file, pages, ...}.")],
+    index: IndexOption = None,
+    docs: Annotated[
+        list[Path] | None, typer.Option("--docs", help="Ingest these files or folders first (repeatable).")
+    ] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="dense, lexical or hybrid (RAG_RETRIEVAL_MODE).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N questions.")] = None,
+    failures: Annotated[bool, typer.Option("--failures/--no-failures", help="List the failed checks.")] = True,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Ask every question as `rag ask` does: refusals, page hit@1/@5, cited clauses, facts, seconds."""
+    from rag.answer_eval import answer_report_json, evaluate_answers, format_answer_table, format_failures
+
+    with _errors(as_json, debug):
+        report = evaluate_answers(
+            questions,
+            _settings(index),
+            docs=docs or [],
+            mode=mode,  # type: ignore[arg-type]  # checked by evaluate_answers, with a message
+            limit=limit,
+            log=lambda message: typer.echo(message, err=True),
+        )
+    if as_json:
+        _print_json(answer_report_json(report))
+        return
+    typer.echo(format_answer_table(report, title=f"answer quality: {questions.name}"))
+    if failures:
+        typer.echo("\n" + format_failures(report))
+
+
 cache_app = typer.Typer(help="The embedding cache (vectors keyed by embedder and text hash).", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
