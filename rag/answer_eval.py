@@ -238,6 +238,11 @@ def run_answer_eval(
         started = clock()
         answer = ask(question.question)
         results.append(score_answer(question, answer, clock() - started))
+    return report_of(results)
+
+
+def report_of(results: Sequence[QuestionResult]) -> AnswerReport:
+    """The summary per language and overall of scored questions (of one set, or of several together)."""
     summary = {lang: summarise([r for r in results if r.question.lang == lang]) for lang in LANGUAGES}
     summary["all"] = summarise(results)
     return AnswerReport(results=tuple(results), summary=summary)
