@@ -28,8 +28,6 @@ _CURRENCY = {"$", "€", "£", "¥", "￥", "₹", "US$", "HK$", "RMB", "INR", "
 # A data cell: a number, amount, percentage, code or a dash standing for zero.
 _NUMERIC = re.compile(r"^[\s$€£¥￥₹(（-]*[\d.,]+\s*[%％)）]*$|^[—–-]$")
 _SENTENCE_END = re.compile(r"[。；;，,、]$")
-# Below this many drawn objects a page holds no ruled table; pdfplumber is not even asked.
-_MIN_PATHS = 4
 _MIN_RULE = 2.0  # a rect thinner than this (points) is a rule, not a box
 _MAX_CONTINUED_PAGES = 30  # how far back a table continued over pages is followed to its header
 
@@ -163,7 +161,7 @@ def text_outside(path: Path, page_number: int, tables: Sequence[Table]) -> str:
 
 def _page_grids(plumber: Any, document: Any, number: int) -> list[_Grid]:
     try:
-        if _path_count(document, number) < _MIN_PATHS:
+        if not _may_hold_table(document, number):
             return []
         page = plumber.pages[number - 1]
         if page.rotation % 360:
@@ -173,13 +171,24 @@ def _page_grids(plumber: Any, document: Any, number: int) -> list[_Grid]:
         return []
 
 
-def _path_count(document: Any, number: int) -> int:
-    """How many vector paths (lines, boxes) the page draws, counted by PDFium: much cheaper than pdfminer."""
+def _may_hold_table(document: Any, number: int) -> bool:
+    """Whether PDFium sees enough drawing for a ruled table: two vertical rules or three boxes (cell
+    backgrounds, a rect per cell). Much cheaper than pdfminer's parse, which a page without them skips."""
     import pypdfium2.raw as raw
 
     page = document[number - 1]
     try:
-        return sum(1 for _ in page.get_objects(filter=[raw.FPDF_PAGEOBJ_PATH], max_depth=2))
+        rules = boxes = 0
+        for obj in page.get_objects(filter=[raw.FPDF_PAGEOBJ_PATH], max_depth=2):
+            left, bottom, right, top = obj.get_bounds()
+            width, height = right - left, top - bottom
+            if width < _MIN_RULE * 2 and height > 8:
+                rules += 1
+            elif width > _MIN_RULE and height > _MIN_RULE:
+                boxes += 1  # a box, or a path drawing several rules (a grid in one path)
+            if rules >= 2 or boxes >= 3:
+                return True
+        return False
     finally:
         page.close()
 
