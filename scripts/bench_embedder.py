@@ -267,10 +267,9 @@ def sort_by_length(data: dict, quick: bool, repeats: int, workdir: Path) -> None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    default_eval = Path(__file__).resolve().parents[2] / "shared" / "eval"
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a small subset, about a minute on an idle machine")
-    ap.add_argument("--eval-dir", type=Path, default=default_eval, help=f"default: {default_eval}")
+    ap.add_argument("--eval-dir", type=Path, default=harness.EVAL, help=f"default: {harness.EVAL}")
     ap.add_argument("--repeats", type=int, default=None,
                     help="runs in the wait-policy and sort tests (median kept); default 3, quick 1")  # fmt: skip
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)

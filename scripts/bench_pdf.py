@@ -160,10 +160,9 @@ def encryption(source: Path | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    default_eval = Path(__file__).resolve().parents[2] / "shared" / "eval"
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smallest PDF per corpus, first 20 pages (< 1 min)")
-    ap.add_argument("--eval-dir", type=Path, default=default_eval, help=f"default: {default_eval}")
+    ap.add_argument("--eval-dir", type=Path, default=harness.EVAL, help=f"default: {harness.EVAL}")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of pypdfium2 per file (median kept)")
     ap.add_argument("--max-pages", type=int, default=None, help="only the first N pages of each file")
     args = ap.parse_args(argv)

@@ -16,9 +16,11 @@ import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
+EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"  # the evaluation sets, beside the repository
 
 
 def header(name: str, *versions: str) -> None:
