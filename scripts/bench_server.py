@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import harness
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,14 +43,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))  # nearest rank
-    return ordered[index]
 
 
 def run_bench(
@@ -101,29 +93,25 @@ def _wait(base: str, server: subprocess.Popen[bytes], timeout: float = 60.0) -> 
 
 
 def _load(client: httpx.Client, requests: int, concurrency: int) -> dict[str, Any]:
-    def one(i: int) -> tuple[float, bool]:
-        started = time.perf_counter()
+    def ask(i: int) -> bool:
         try:
             response = client.post("/v1/ask", json={"question": QUESTIONS[i % len(QUESTIONS)]})
-            ok = response.status_code == 200 and bool(response.json().get("passages"))
+            return response.status_code == 200 and bool(response.json().get("passages"))
         except httpx.HTTPError:
-            ok = False
-        return time.perf_counter() - started, ok
+            return False
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        results = list(pool.map(one, range(requests)))
-    seconds = time.perf_counter() - started
-    latencies = [latency * 1000 for latency, _ in results]
+    with harness.timer() as total, ThreadPoolExecutor(max_workers=concurrency) as pool:
+        results = list(pool.map(lambda i: harness.timed(lambda: ask(i)), range(requests)))
+    latencies = [timing.wall * 1000 for _, timing in results]
     return {
         "requests": requests,
         "concurrency": concurrency,
-        "errors": sum(1 for _, ok in results if not ok),
-        "seconds": round(seconds, 2),
-        "throughput_rps": round(requests / seconds, 1),
-        "p50_ms": round(statistics.median(latencies), 1),
-        "p95_ms": round(_percentile(latencies, 95), 1),
-        "p99_ms": round(_percentile(latencies, 99), 1),
+        "errors": sum(1 for ok, _ in results if not ok),
+        "seconds": round(total.wall, 2),
+        "throughput_rps": round(requests / total.wall, 1),
+        "p50_ms": round(harness.median(latencies), 1),
+        "p95_ms": round(harness.percentile(latencies, 95), 1),
+        "p99_ms": round(harness.percentile(latencies, 99), 1),
     }
 
 
@@ -140,10 +128,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
     else:
-        print("| embedder | chunks | requests | concurrency | errors | seconds | req/s | p50 ms | p95 ms | p99 ms |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        keys = ("embedder", "chunks", "requests", "concurrency", "errors", "seconds", "throughput_rps")
-        print("| " + " | ".join(str(result[k]) for k in (*keys, "p50_ms", "p95_ms", "p99_ms")) + " |")
+        headers = ["embedder", "chunks", "requests", "concurrency", "errors", "seconds", "req/s", "p50 ms", "p95 ms",
+                   "p99 ms"]  # fmt: skip
+        harness.table(headers, [list(result.values())], fmt=str)
     sys.exit(1 if result["errors"] else 0)
 
 

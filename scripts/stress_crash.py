@@ -23,11 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-INDEX_CHECK = ROOT / "tests" / "index_check.py"  # ingest again, check consistency, ask; one JSON line
-sys.path.insert(0, str(ROOT / "tests"))
+# Run as a program, never imported: `INDEX DOCS` ingests again, checks consistency and asks (one JSON line);
+# `write-corpus DOCS ROUND SEED` writes a round of the crash test's corpus.
+INDEX_CHECK = Path(__file__).resolve().parent.parent / "tests" / "index_check.py"
 
-from test_crash import _write_corpus  # noqa: E402
+
+def write_corpus(docs: Path, round_number: int, seed: str) -> None:
+    subprocess.run([sys.executable, str(INDEX_CHECK), "write-corpus", str(docs), str(round_number), seed], check=True)
 
 
 def main() -> None:
@@ -47,12 +49,12 @@ def main() -> None:
         "RAG_CHUNK_OVERLAP": "0",
     }
     rng = random.Random(args.seed)
-    _write_corpus(docs, 0, rng)
+    write_corpus(docs, 0, f"{args.seed}:0")
     deadline = time.monotonic() + args.minutes * 60
     rounds = kills = rebuilds = 0
     while time.monotonic() < deadline:
         rounds += 1
-        _write_corpus(docs, rounds, rng)
+        write_corpus(docs, rounds, f"{args.seed}:{rounds}")
         (docs / f"policy_{rng.randrange(24):02d}.txt").unlink()
         run = subprocess.Popen(
             [sys.executable, "-m", "rag", "ingest", str(docs)],
@@ -65,7 +67,7 @@ def main() -> None:
             run.send_signal(signal.SIGKILL)
             kills += 1
         run.wait()
-        _write_corpus(docs, rounds, rng)  # puts the deleted file back
+        write_corpus(docs, rounds, f"{args.seed}:{rounds}:back")  # puts the deleted file back
         check = subprocess.run(
             [sys.executable, str(INDEX_CHECK), str(index), str(docs)],
             env=env,

@@ -1,19 +1,39 @@
-"""Consistency checks of an index on disk, for the crash and concurrency tests.
+"""Consistency checks of an index on disk, and the crash test's corpus, for the crash and concurrency tests.
 
 Run as a script (`python tests/index_check.py INDEX DOCS`) it re-runs the ingest, checks the index and asks
 one question, each in a fresh process, as a user's next command would; it prints one JSON line.
+`python tests/index_check.py write-corpus DOCS ROUND SEED` writes one round of the corpus
+(scripts/stress_crash.py uses both).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rag.config import Settings
+
+
+def write_corpus(docs: Path, round_number: int, rng: random.Random) -> None:
+    """24 files; each round rewrites a few (updates delete old chunks), adds one and removes one, so that
+    kills land in adds, updates and deletes alike."""
+    docs.mkdir(exist_ok=True)
+    names = [f"policy_{i:02d}.txt" for i in range(24)]
+    for i, name in enumerate(names):
+        path = docs / name
+        if path.exists() and rng.random() > 0.25:
+            continue
+        clauses = [
+            f"Clause {i}.{j} (round {round_number}). The grace period of plan {i} is {30 + j} days; "
+            f"the premium of option {j} is {100 * (i + 1) + j} yuan per year, payable monthly or yearly."
+            for j in range(120)
+        ]
+        path.write_text("\n\n".join(clauses) + "\n", encoding="utf-8")
 
 
 def check_index(index_dir: Path, docs: Path, settings: Settings | None = None) -> dict[str, Any]:
@@ -70,6 +90,9 @@ def _lexical_ids(index_dir: Path) -> list[str] | None:
 
 
 def main() -> None:
+    if sys.argv[1] == "write-corpus":
+        write_corpus(Path(sys.argv[2]), int(sys.argv[3]), random.Random(sys.argv[4]))
+        return
     from rag.config import Settings
     from rag.index import Index
     from rag.ingest import ingest_paths

@@ -12,27 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from index_check import write_corpus
 
 HERE = Path(__file__).resolve().parent
 KILLS = 10  # runs that must really be killed mid-way
 MAX_ROUNDS = 14
-
-
-def _write_corpus(docs: Path, round_number: int, rng: random.Random) -> None:
-    """24 files; each round rewrites a few (updates delete old chunks), adds one and removes one, so that
-    kills land in adds, updates and deletes alike."""
-    docs.mkdir(exist_ok=True)
-    names = [f"policy_{i:02d}.txt" for i in range(24)]
-    for i, name in enumerate(names):
-        path = docs / name
-        if path.exists() and rng.random() > 0.25:
-            continue
-        clauses = [
-            f"Clause {i}.{j} (round {round_number}). The grace period of plan {i} is {30 + j} days; "
-            f"the premium of option {j} is {100 * (i + 1) + j} yuan per year, payable monthly or yearly."
-            for j in range(120)
-        ]
-        path.write_text("\n\n".join(clauses) + "\n", encoding="utf-8")
 
 
 def _env(index: Path) -> dict[str, str]:
@@ -48,7 +32,7 @@ def test_sigkill_at_random_points_never_leaves_an_inconsistent_index(tmp_path: P
     rng = random.Random(20240606)
     docs = tmp_path / "docs"
     index = tmp_path / "index"
-    _write_corpus(docs, 0, rng)
+    write_corpus(docs, 0, rng)
 
     # How long one full run takes here (imports included), so the kills spread over all of it.
     started = time.perf_counter()
@@ -65,7 +49,7 @@ def test_sigkill_at_random_points_never_leaves_an_inconsistent_index(tmp_path: P
         if sum(killed for _, killed, _ in outcomes) >= KILLS:
             break
         if round_number > 1:
-            _write_corpus(docs, round_number, rng)
+            write_corpus(docs, round_number, rng)
             victim = docs / f"policy_{rng.randrange(24):02d}.txt"
             victim.unlink()
         process = subprocess.Popen(
@@ -78,7 +62,7 @@ def test_sigkill_at_random_points_never_leaves_an_inconsistent_index(tmp_path: P
         process.wait(timeout=60)
         # The next run, in a fresh process: ingest again (with --prune semantics not needed: the manifest
         # only holds files that exist once we re-add the victim), check, and ask.
-        _write_corpus(docs, round_number, rng)
+        write_corpus(docs, round_number, rng)
         check = subprocess.run(
             [sys.executable, str(HERE / "index_check.py"), str(index), str(docs)],
             env=_env(index),
