@@ -69,17 +69,18 @@ class TimedEmbedder:
 
 def run_rag(corpus: Path, index: Path) -> dict[str, Any]:
     from rag.config import Settings
+    from rag.index import Index
     from rag.ingest import ingest_paths
-    from rag.store import ChromaStore, Manifest, build_fingerprint
 
     settings = Settings(index_dir=index, embedder=EMBEDDER, _env_file=None)  # type: ignore[call-arg]
     embedder = TimedEmbedder()
-    report, timing = harness.timed(lambda: ingest_paths([corpus], settings, embedder=embedder))
-    manifest = Manifest.load(index)
+    opened = Index(settings, embedder)  # type: ignore[arg-type]
+    report, timing = harness.timed(lambda: ingest_paths([corpus], opened))
+    manifest = opened.manifest()
     texts: list[str] = []
     pages = 0
     if manifest is not None and manifest.files:
-        store = ChromaStore.open(settings, index, build_fingerprint(settings), create=False)
+        store = opened.open_store(create=False)
         chunks = list(store.iter_chunks())
         texts = [c.text for c in chunks]
         pages = len({(c.source, p) for c in chunks for p in c.pages})

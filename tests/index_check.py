@@ -39,7 +39,7 @@ def write_corpus(docs: Path, round_number: int, rng: random.Random) -> None:
 def check_index(index_dir: Path, docs: Path, settings: Settings | None = None) -> dict[str, Any]:
     """Raise AssertionError on any inconsistency; return a few figures."""
     from rag.config import Settings
-    from rag.index import Index
+    from rag.index import Index, IndexLayout
 
     if settings is None:
         settings = Settings(index_dir=index_dir, embedder="fake", _env_file=None)  # type: ignore[call-arg]
@@ -69,8 +69,9 @@ def check_index(index_dir: Path, docs: Path, settings: Settings | None = None) -
     if lexical_ids is not None:
         assert len(lexical_ids) == len(set(lexical_ids)), "duplicate ids in the lexical index"
         assert set(lexical_ids) == set(all_ids), "lexical index and manifest disagree"
-    assert not (index_dir / ".ingest-incomplete").exists(), "a completed run left its in-progress marker"
-    assert not (index_dir / ".rebuild-sources.json").exists(), "a completed run left its list of files to rebuild"
+    layout = IndexLayout(index_dir)
+    assert not layout.in_progress.exists(), "a completed run left its in-progress marker"
+    assert not layout.rebuild_sources.exists(), "a completed run left its list of files to rebuild"
     return {"files": len(manifest.files), "chunks": len(all_ids), "lexical": lexical_ids is not None}
 
 
