@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rag.errors import ModelError, mask_secret
 from rag.loaders import HEADING_LINE
 from rag.records import Passage
+from rag.text import CJK_CHARS
 
 if TYPE_CHECKING:
     import openai
@@ -109,7 +110,7 @@ def split_sentences(text: str) -> list[str]:
 def _features(text: str) -> set[str]:
     lowered = text.lower()
     words = {word for word in re.findall(r"[a-z0-9]+", lowered) if word not in _STOP}
-    cjk = re.sub(r"[^\u4e00-\u9fff0-9]", "", lowered)
+    cjk = re.sub(f"[^{CJK_CHARS}0-9]", "", lowered)
     return words | {cjk[i : i + 2] for i in range(len(cjk) - 1)}
 
 

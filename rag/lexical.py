@@ -35,6 +35,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.text import CJK_CHARS
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -45,12 +47,11 @@ BIGRAM_MARK = "\u00b7"  # "·" starts every bigram token, so a bigram never equa
 _FORMAT_VERSION = 1
 _TOKENIZER_VERSION = 1  # bump whenever tokenization changes: saved indexes then no longer load
 
-_CJK = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CN_DIGITS = "零〇一二两三四五六七八九十百千"
 _CN_ONES = "零〇一二两三四五六七八九"
 # rjieba's own guess (add_word with no frequency) is too low to beat a split such as 犹豫|期内
 _USER_WORD_FREQ = 2000
-_TOKEN_RE = re.compile(rf"([{_CJK}]+)|([a-z0-9]+(?:\.[0-9]+)*)")
+_TOKEN_RE = re.compile(rf"([{CJK_CHARS}]+)|([a-z0-9]+(?:\.[0-9]+)*)")
 # characters whose NFKC form matters here: full-width letters, digits, "." and "%", circled numbers, Kangxi
 # radicals and compatibility ideographs (PDF text is full of those), the ideographic space
 _COMPAT_RE = re.compile(

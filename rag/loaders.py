@@ -18,24 +18,23 @@ from pathlib import Path
 
 from rag.errors import LoadError
 from rag.records import Page
+from rag.text import CJK_CHARS, CJK_PUNCT
 
 SUPPORTED_SUFFIXES = {".pdf", ".txt", ".md", ".markdown"}
 # Large text files are cut into segments of about this many characters, at a line break, so that memory
 # stays bounded however big the file.
 TEXT_SEGMENT_CHARS = 200_000
 
-_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_PUNCT = r"，。；：！？、（）《》“”‘’「」『』【】…—"
-_SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{_CJK}{_CJK_PUNCT}])[ \t\u3000]+(?=[{_CJK}{_CJK_PUNCT}])")
-_SPACE_CJK_DIGIT = re.compile(rf"(?<=[{_CJK}])[ \t]+(?=[0-9])|(?<=[0-9])[ \t]+(?=[{_CJK}])")
-_SENTENCE_END = re.compile(rf"[。！？；：.!?;:…{_CJK_PUNCT[-6:]}]$")
+_SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{CJK_CHARS}{CJK_PUNCT}])[ \t\u3000]+(?=[{CJK_CHARS}{CJK_PUNCT}])")
+_SPACE_CJK_DIGIT = re.compile(rf"(?<=[{CJK_CHARS}])[ \t]+(?=[0-9])|(?<=[0-9])[ \t]+(?=[{CJK_CHARS}])")
+_SENTENCE_END = re.compile(rf"[。！？；：.!?;:…{CJK_PUNCT[-6:]}]$")
 _LIST_OR_HEADING_START = re.compile(
     r"^(#{1,6}\s|[-*•·]\s|\d+(\.\d+)*[.、\s]|[（(]?[一二三四五六七八九十]+[)）、.]|第[一二三四五六七八九十百零〇\d]+[条章节款]|[（(]\d+[)）])"
 )
 # A numbered clause heading followed on the same line by its body ("1.3 投保年龄 年龄为18至60周岁"):
 # the heading is put on a line of its own before CJK spacing is removed, or the two would run together.
 _INLINE_HEADING = re.compile(
-    rf"^\s*((?:\d+(?:\.\d+)+|第[一二三四五六七八九十百零〇\d]+条)\s*[{_CJK}（）()、]{{1,16}})[ \t\u3000]+(?=\S)"
+    rf"^\s*((?:\d+(?:\.\d+)+|第[一二三四五六七八九十百零〇\d]+条)\s*[{CJK_CHARS}（）()、]{{1,16}})[ \t\u3000]+(?=\S)"
 )
 HEADING_LINE = re.compile(
     r"^(?:#{1,6}\s+\S.*"
@@ -219,7 +218,7 @@ def _join_broken_lines(text: str) -> str:
             previous = out[-1]
             if previous.endswith("-") and line[:1].islower():
                 out[-1] = previous[:-1] + line
-            elif re.search(rf"[{_CJK}{_CJK_PUNCT}]$", previous) or re.match(rf"[{_CJK}{_CJK_PUNCT}]", line):
+            elif re.search(rf"[{CJK_CHARS}{CJK_PUNCT}]$", previous) or re.match(rf"[{CJK_CHARS}{CJK_PUNCT}]", line):
                 out[-1] = previous + line
             else:
                 out[-1] = previous + " " + line

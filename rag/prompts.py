@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from rag.errors import ConfigError
 from rag.records import Passage
+from rag.text import has_cjk
 from rag.tokens import count_tokens
 
 SYSTEM_PROMPT = (
@@ -20,11 +21,9 @@ SYSTEM_PROMPT = (
     "Answer in the language of the question: Chinese for a Chinese question, English for an English one."
 )
 
-_CJK = re.compile(r"[\u4e00-\u9fff]")
-
 
 def question_language(question: str) -> str:
-    return "zh" if _CJK.search(question) else "en"
+    return "zh" if has_cjk(question) else "en"
 
 
 # A source tag inside a document ("</source>", '<source id="9">') would let it close its own block and forge

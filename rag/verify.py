@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from rag.numbers import CITATION_MARKER, NumberMention, find_numbers, halfwidth, numbers_match
+from rag.text import CJK_CHARS
 
 __all__ = ["Verification", "parse_citations", "split_sentences", "verify_answer"]
 
@@ -51,7 +52,7 @@ _ABBREVIATIONS = frozenset({
     "ltd", "co", "st", "p", "pp",
 })  # fmt: skip
 _WORD_BEFORE = re.compile(r"[A-Za-z.]+\Z")
-_CLAIM_UNITS = re.compile(r"[\u3400-\u9fff]|[A-Za-z0-9]+")
+_CLAIM_UNITS = re.compile(f"[{CJK_CHARS}]|[A-Za-z0-9]+")
 _MIN_CLAIM = 4  # CJK characters plus words: "是的。" or "Yes, it is." make no claim to cite
 
 # A sentence saying the sources do not hold the answer needs no citation.
