@@ -35,7 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.text import CJK_CHARS
+from rag.text import CJK_CHARS, CN_NUMERAL_CHARS, chinese_to_int
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,9 +45,9 @@ __all__ = ["BM25Params", "LexicalIndex", "Tokenizer", "tokenize"]
 
 BIGRAM_MARK = "\u00b7"  # "·" starts every bigram token, so a bigram never equals a segmented word
 _FORMAT_VERSION = 1
-_TOKENIZER_VERSION = 1  # bump whenever tokenization changes: saved indexes then no longer load
+_TOKENIZER_VERSION = 2  # bump whenever tokenization changes: saved indexes then no longer load
 
-_CN_DIGITS = "零〇一二两三四五六七八九十百千"
+_CN_DIGITS = CN_NUMERAL_CHARS
 _CN_ONES = "零〇一二两三四五六七八九"
 # rjieba's own guess (add_word with no frequency) is too low to beat a split such as 犹豫|期内
 _USER_WORD_FREQ = 2000
@@ -90,26 +90,6 @@ _EN_STOPWORDS = frozenset(
 def _normalize(text: str) -> str:
     text = _COMPAT_RE.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text).lower()
     return _THOUSANDS_RE.sub(r"\1", text) if "," in text else text
-
-
-_CN_DIGIT_VALUE = (
-    dict.fromkeys("零〇", 0) | dict.fromkeys("二两", 2) | {ch: i for i, ch in enumerate("一二三四五六七八九", 1)}
-)
-_CN_UNIT_VALUE = {"十": 10, "百": 100, "千": 1000}
-
-
-def _cn_to_int(numeral: str) -> int | None:
-    """Value of a Chinese numeral below ten thousand ("二十一" -> 21, "一百零二" -> 102)."""
-    total, current = 0, 0
-    for ch in numeral:
-        if ch in _CN_DIGIT_VALUE:
-            current = _CN_DIGIT_VALUE[ch]
-        elif ch in _CN_UNIT_VALUE:
-            total += (current or 1) * _CN_UNIT_VALUE[ch]
-            current = 0
-        else:
-            return None
-    return total + current
 
 
 def _read_user_dict() -> list[tuple[str, int | None]]:
@@ -218,12 +198,12 @@ class Tokenizer:
                     or text[end : end + 1] in _UNITS
                     or text[end : end + 2] == "小时"
                 ):
-                    value = _cn_to_int(numeral)
+                    value = chinese_to_int(numeral)
                     if value is not None:
                         tokens.append(str(value))
         for number, unit in _CLAUSE_RE.findall(text):
             if not number[0].isdigit():
-                value = _cn_to_int(number)
+                value = chinese_to_int(number)
                 number = str(value) if value is not None else number
             tokens.append(f"第{number}{unit}")
         return tokens
