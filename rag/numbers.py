@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from rag.text import chinese_to_int
+from rag.text import CITATION_MARKER, chinese_to_int, halfwidth
 
 __all__ = [
     "CITATION_MARKER",
@@ -39,21 +39,6 @@ class NumberMention:
     start: int
     end: int
 
-
-_HALFWIDTH = str.maketrans(
-    {chr(0xFF10 + i): str(i) for i in range(10)} | {"．": ".", "，": ",", "％": "%", "［": "[", "］": "]"}
-)
-
-
-def halfwidth(text: str) -> str:
-    """Full-width digits and the punctuation around numbers as ASCII. The length never changes, so offsets
-    found in the result hold in `text` too."""
-    return text.translate(_HALFWIDTH)
-
-
-# A citation marker: [1], [1, 2], [1-3], 【1，2】 (in halfwidth() text). rag.verify parses them; here they
-# are skipped.
-CITATION_MARKER = re.compile(r"[\[【][ \t]*\d+(?:[ \t]*(?:[,、;；]|[-–—~至])[ \t]*\d+)*[ \t]*[\]】]")
 
 _ARABIC = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?"
 _CN_DIGITS = dict(zip("零〇一二两三四五六七八九", (0, 0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9), strict=True))

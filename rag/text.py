@@ -18,6 +18,7 @@ __all__ = [
     "INLINE_HEADING",
     "LIST_OR_HEADING_START",
     "MARKDOWN_HEADING",
+    "QUOTE",
     "chinese_to_int",
     "halfwidth",
     "has_cjk",
@@ -122,11 +123,13 @@ def chinese_to_int(s: str) -> int | None:
 
 # --- sentences ------------------------------------------------------------------------------------------
 
-# Where a sentence may end. A "." ends one only when no letter or digit follows (3.5, e.g., v1.2 stay whole).
-_BOUNDARY = re.compile(r"[。！？；!?]+|\.+(?![0-9A-Za-z])|\n")
+# Where a sentence may end. A "." (or "．") ends one only before a space, a line end, a closing quote or bracket
+# or a citation marker: 3.5, v1.2, ./src, "Bldg., " and the list labels in "合计 1．不能重分类…" stay whole.
+_BOUNDARY = re.compile(r"[。！？；!?]+|\.+(?=[\s”’\"」』)）\[【]|$)|\n")
 # What still belongs to a sentence after its final punctuation: closing quotes and citation markers.
 _TAIL = re.compile(rf"(?:[”’\"」』)）]|[ \t]*(?:{CITATION_MARKER.pattern}))*")
-_QUOTE = re.compile(r"“([^“”\n]+)”|\"([^\"\n]+)\"|「([^「」\n]+)」|『([^『』\n]+)』")
+# A quotation; the one group that matched holds the quoted text.
+QUOTE = re.compile(r"“([^“”\n]+)”|\"([^\"\n]+)\"|「([^「」\n]+)」|『([^『』\n]+)』")
 _ABBREVIATIONS = frozenset({
     "mr", "mrs", "ms", "dr", "no", "nos", "vs", "art", "arts", "sec", "para", "cf", "fig", "approx", "inc",
     "ltd", "co", "st", "p", "pp",
@@ -138,7 +141,7 @@ def _boundaries(text: str) -> list[tuple[int, bool]]:
     """Where each sentence of `text` ends (after its closing quotes and citation markers), and whether it
     ends with punctuation (True) or at a line break (False)."""
     norm = halfwidth(text)
-    quotes = [m.span() for m in _QUOTE.finditer(norm)]
+    quotes = [m.span() for m in QUOTE.finditer(norm)]
     ends: list[tuple[int, bool]] = []
     for b in _BOUNDARY.finditer(norm):
         if ends and b.start() < ends[-1][0]:
@@ -160,10 +163,10 @@ def _is_abbreviation(norm: str, dot: int) -> bool:
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of each sentence of `text`, without the whitespace around it.
 
-    A sentence ends at 。！？； or . ! ? (a "." only when no letter or digit follows and not after an
-    abbreviation: "3.5", "e.g.", "No. 5" stay whole), or at a line break. It keeps the closing quotes and the
-    citation markers that follow its final punctuation ("…十五日。[1]"); a sentence quoted inside another
-    stays in it.
+    A sentence ends at 。！？； or . ! ? (a "." only before a space, a closing quote or bracket, a citation
+    marker or the end, and not after an abbreviation: "3.5", "e.g.", "No. 5" stay whole), or at a line
+    break. It keeps the closing quotes and citation markers that follow its final punctuation
+    ("…十五日。[1]"); a sentence quoted inside another stays in it.
     """
     ends = [end for end, _ in _boundaries(text)]
     spans = []
