@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import ModelError, mask_secret
-from rag.loaders import HEADING_LINE
 from rag.records import Passage
-from rag.text import CJK_CHARS, split_sentences
+from rag.text import CJK_CHARS, HEADING_LINE, split_sentences
 
 if TYPE_CHECKING:
     import openai

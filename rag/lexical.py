@@ -35,7 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.text import CJK_CHARS, CN_NUMERAL_CHARS, chinese_to_int
+from rag.text import CJK_CHARS, CLAUSE_REFERENCE, CN_NUMERAL_CHARS, chinese_to_int
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,7 +47,6 @@ BIGRAM_MARK = "\u00b7"  # "·" starts every bigram token, so a bigram never equa
 _FORMAT_VERSION = 1
 _TOKENIZER_VERSION = 2  # bump whenever tokenization changes: saved indexes then no longer load
 
-_CN_DIGITS = CN_NUMERAL_CHARS
 _CN_ONES = "零〇一二两三四五六七八九"
 # rjieba's own guess (add_word with no frequency) is too low to beat a split such as 犹豫|期内
 _USER_WORD_FREQ = 2000
@@ -58,9 +57,8 @@ _COMPAT_RE = re.compile(
     "[\uff05\uff0e\uff10-\uff19\uff21-\uff3a\uff41-\uff5a\u2460-\u24ff\u2e80-\u2fdf\uf900-\ufaff\u3000]+"
 )
 _THOUSANDS_RE = re.compile(r"(\d),(?=\d{3}(?!\d))")
-_NUMERAL_RE = re.compile(f"[{_CN_DIGITS}]+")
+_NUMERAL_RE = re.compile(f"[{CN_NUMERAL_CHARS}]+")
 _UNITS = frozenset("日天年月周岁个元次倍%")
-_CLAUSE_RE = re.compile(rf"第\s*([0-9]+(?:\.[0-9]+)*|[{_CN_DIGITS}]+)\s*([条款章节项部分])")
 
 # Function words and question words. They carry no topic, and a question is full of them.
 _ZH_STOPWORDS = frozenset(
@@ -201,7 +199,7 @@ class Tokenizer:
                     value = chinese_to_int(numeral)
                     if value is not None:
                         tokens.append(str(value))
-        for number, unit in _CLAUSE_RE.findall(text):
+        for number, unit in CLAUSE_REFERENCE.findall(text):
             if not number[0].isdigit():
                 value = chinese_to_int(number)
                 number = str(value) if value is not None else number
