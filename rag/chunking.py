@@ -9,7 +9,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
@@ -33,12 +32,6 @@ SEPARATORS = [
     r"\s+",
     "",
 ]
-
-
-@dataclass(frozen=True)
-class ChunkSettings:
-    chunk_size: int
-    chunk_overlap: int
 
 
 @cache

@@ -94,7 +94,6 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-_SENTENCE = re.compile(r"[^。！？；!?\n]+(?:[。！？；!?]+|$)|[^.\n]+?(?:\.(?=\s|$)|$)")
 _STOP = {
     "the", "a", "an", "of", "to", "in", "is", "are", "what", "how", "do", "does", "i", "my", "for", "and", "or",
     "be", "can", "if", "on", "with", "it", "this", "that", "which", "when", "will", "was", "by", "as", "at",
