@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
-from rag.loaders import HEADING_LINE
 from rag.records import Chunk, Page
+from rag.text import CLAUSE_START, HEADING_LINE, MARKDOWN_HEADING
 
 if TYPE_CHECKING:
     from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -24,9 +22,8 @@ if TYPE_CHECKING:
 # in the splitter; a chunk never spans two groups.
 GROUP_CHARS = 60_000
 
-_CLAUSE_START = r"(?:#{1,6}\s|第[一二三四五六七八九十百零〇\d]+[条章节]|\d+(?:\.\d+)+|(?:Section|Article|Clause)\s+\d)"
 SEPARATORS = [
-    rf"\n(?={_CLAUSE_START})",  # a new clause or heading
+    rf"\n(?={CLAUSE_START})",  # a new clause or heading
     r"\n\n",
     r"\n",
     r"(?<=[。！？；])",  # Chinese sentence ends
@@ -35,13 +32,6 @@ SEPARATORS = [
     r"\s+",
     "",
 ]
-_MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+(.*\S)\s*$")
-
-
-@dataclass(frozen=True)
-class ChunkSettings:
-    chunk_size: int
-    chunk_overlap: int
 
 
 @cache
@@ -84,7 +74,7 @@ def chunk_id(doc_sha256: str, index: int) -> str:
 
 def clause_label(line: str) -> str | None:
     stripped = line.strip()
-    heading = _MARKDOWN_HEADING.match(stripped)
+    heading = MARKDOWN_HEADING.match(stripped)
     if heading:
         return heading.group(1)
     if HEADING_LINE.match(stripped):

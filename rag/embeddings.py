@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from rag.errors import ConfigError, ModelError, mask_secret
+from rag.text import CJK_CHARS
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -139,7 +140,7 @@ class FakeEmbedder:
 def _features(text: str) -> list[str]:
     lowered = text.lower()
     words = re.findall(r"[a-z0-9]+", lowered)
-    cjk = re.sub(r"[^\u4e00-\u9fff]", "", lowered)
+    cjk = re.sub(f"[^{CJK_CHARS}]", "", lowered)
     return words + [cjk[i : i + 2] for i in range(len(cjk) - 1)]
 
 

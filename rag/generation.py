@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import ModelError, mask_secret
-from rag.loaders import HEADING_LINE
 from rag.records import Passage
+from rag.text import CJK_CHARS, HEADING_LINE, split_sentences
 
 if TYPE_CHECKING:
     import openai
@@ -94,22 +94,21 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-_SENTENCE = re.compile(r"[^。！？；!?\n]+(?:[。！？；!?]+|$)|[^.\n]+?(?:\.(?=\s|$)|$)")
 _STOP = {
     "the", "a", "an", "of", "to", "in", "is", "are", "what", "how", "do", "does", "i", "my", "for", "and", "or",
     "be", "can", "if", "on", "with", "it", "this", "that", "which", "when", "will", "was", "by", "as", "at",
 }  # fmt: skip
 
 
-def split_sentences(text: str) -> list[str]:
-    pieces = re.split(r"(?<=[。！？；!?])|(?<=\.)\s+|\n+", text)
-    return [piece.strip() for piece in pieces if piece and len(piece.strip()) > 1]
+def _sentences(text: str) -> list[str]:
+    """The sentences of a passage, without one-character fragments (a stray "。" or list number)."""
+    return [sentence for sentence in split_sentences(text) if len(sentence) > 1]
 
 
 def _features(text: str) -> set[str]:
     lowered = text.lower()
     words = {word for word in re.findall(r"[a-z0-9]+", lowered) if word not in _STOP}
-    cjk = re.sub(r"[^\u4e00-\u9fff0-9]", "", lowered)
+    cjk = re.sub(f"[^{CJK_CHARS}0-9]", "", lowered)
     return words | {cjk[i : i + 2] for i in range(len(cjk) - 1)}
 
 
@@ -121,7 +120,7 @@ def extractive_answer(question: str, passages: Sequence[Passage], max_sentences:
     wanted = _features(question)
     scored: list[tuple[float, int, int, str, int]] = []
     for rank, passage in enumerate(passages):
-        for position, sentence in enumerate(split_sentences(passage.text)):
+        for position, sentence in enumerate(_sentences(passage.text)):
             if sentence.startswith("#") or HEADING_LINE.match(sentence):
                 continue  # a heading names a topic; it answers nothing
             overlap = len(wanted & _features(sentence))
@@ -129,7 +128,7 @@ def extractive_answer(question: str, passages: Sequence[Passage], max_sentences:
                 score = overlap / (1 + 0.15 * rank)
                 scored.append((score, rank, position, sentence, passage.n))
     if not scored and passages:
-        first = split_sentences(passages[0].text)
+        first = _sentences(passages[0].text)
         if first:
             return f"{first[0]} [{passages[0].n}]"
         return ""

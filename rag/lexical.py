@@ -35,6 +35,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.text import CJK_CHARS, CLAUSE_REFERENCE, CN_NUMERAL_CHARS, chinese_to_int
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -43,23 +45,20 @@ __all__ = ["BM25Params", "LexicalIndex", "Tokenizer", "tokenize"]
 
 BIGRAM_MARK = "\u00b7"  # "·" starts every bigram token, so a bigram never equals a segmented word
 _FORMAT_VERSION = 1
-_TOKENIZER_VERSION = 1  # bump whenever tokenization changes: saved indexes then no longer load
+_TOKENIZER_VERSION = 2  # bump whenever tokenization changes: saved indexes then no longer load
 
-_CJK = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CN_DIGITS = "零〇一二两三四五六七八九十百千"
 _CN_ONES = "零〇一二两三四五六七八九"
 # rjieba's own guess (add_word with no frequency) is too low to beat a split such as 犹豫|期内
 _USER_WORD_FREQ = 2000
-_TOKEN_RE = re.compile(rf"([{_CJK}]+)|([a-z0-9]+(?:\.[0-9]+)*)")
+_TOKEN_RE = re.compile(rf"([{CJK_CHARS}]+)|([a-z0-9]+(?:\.[0-9]+)*)")
 # characters whose NFKC form matters here: full-width letters, digits, "." and "%", circled numbers, Kangxi
 # radicals and compatibility ideographs (PDF text is full of those), the ideographic space
 _COMPAT_RE = re.compile(
     "[\uff05\uff0e\uff10-\uff19\uff21-\uff3a\uff41-\uff5a\u2460-\u24ff\u2e80-\u2fdf\uf900-\ufaff\u3000]+"
 )
 _THOUSANDS_RE = re.compile(r"(\d),(?=\d{3}(?!\d))")
-_NUMERAL_RE = re.compile(f"[{_CN_DIGITS}]+")
+_NUMERAL_RE = re.compile(f"[{CN_NUMERAL_CHARS}]+")
 _UNITS = frozenset("日天年月周岁个元次倍%")
-_CLAUSE_RE = re.compile(rf"第\s*([0-9]+(?:\.[0-9]+)*|[{_CN_DIGITS}]+)\s*([条款章节项部分])")
 
 # Function words and question words. They carry no topic, and a question is full of them.
 _ZH_STOPWORDS = frozenset(
@@ -89,26 +88,6 @@ _EN_STOPWORDS = frozenset(
 def _normalize(text: str) -> str:
     text = _COMPAT_RE.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text).lower()
     return _THOUSANDS_RE.sub(r"\1", text) if "," in text else text
-
-
-_CN_DIGIT_VALUE = (
-    dict.fromkeys("零〇", 0) | dict.fromkeys("二两", 2) | {ch: i for i, ch in enumerate("一二三四五六七八九", 1)}
-)
-_CN_UNIT_VALUE = {"十": 10, "百": 100, "千": 1000}
-
-
-def _cn_to_int(numeral: str) -> int | None:
-    """Value of a Chinese numeral below ten thousand ("二十一" -> 21, "一百零二" -> 102)."""
-    total, current = 0, 0
-    for ch in numeral:
-        if ch in _CN_DIGIT_VALUE:
-            current = _CN_DIGIT_VALUE[ch]
-        elif ch in _CN_UNIT_VALUE:
-            total += (current or 1) * _CN_UNIT_VALUE[ch]
-            current = 0
-        else:
-            return None
-    return total + current
 
 
 def _read_user_dict() -> list[tuple[str, int | None]]:
@@ -217,12 +196,12 @@ class Tokenizer:
                     or text[end : end + 1] in _UNITS
                     or text[end : end + 2] == "小时"
                 ):
-                    value = _cn_to_int(numeral)
+                    value = chinese_to_int(numeral)
                     if value is not None:
                         tokens.append(str(value))
-        for number, unit in _CLAUSE_RE.findall(text):
+        for number, unit in CLAUSE_REFERENCE.findall(text):
             if not number[0].isdigit():
-                value = _cn_to_int(number)
+                value = chinese_to_int(number)
                 number = str(value) if value is not None else number
             tokens.append(f"第{number}{unit}")
         return tokens

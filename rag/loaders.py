@@ -18,30 +18,16 @@ from pathlib import Path
 
 from rag.errors import LoadError
 from rag.records import Page
+from rag.text import CJK_CHARS, CJK_PUNCT, HEADING_LINE, INLINE_HEADING, LIST_OR_HEADING_START
 
 SUPPORTED_SUFFIXES = {".pdf", ".txt", ".md", ".markdown"}
 # Large text files are cut into segments of about this many characters, at a line break, so that memory
 # stays bounded however big the file.
 TEXT_SEGMENT_CHARS = 200_000
 
-_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_PUNCT = r"，。；：！？、（）《》“”‘’「」『』【】…—"
-_SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{_CJK}{_CJK_PUNCT}])[ \t\u3000]+(?=[{_CJK}{_CJK_PUNCT}])")
-_SPACE_CJK_DIGIT = re.compile(rf"(?<=[{_CJK}])[ \t]+(?=[0-9])|(?<=[0-9])[ \t]+(?=[{_CJK}])")
-_SENTENCE_END = re.compile(rf"[。！？；：.!?;:…{_CJK_PUNCT[-6:]}]$")
-_LIST_OR_HEADING_START = re.compile(
-    r"^(#{1,6}\s|[-*•·]\s|\d+(\.\d+)*[.、\s]|[（(]?[一二三四五六七八九十]+[)）、.]|第[一二三四五六七八九十百零〇\d]+[条章节款]|[（(]\d+[)）])"
-)
-# A numbered clause heading followed on the same line by its body ("1.3 投保年龄 年龄为18至60周岁"):
-# the heading is put on a line of its own before CJK spacing is removed, or the two would run together.
-_INLINE_HEADING = re.compile(
-    rf"^\s*((?:\d+(?:\.\d+)+|第[一二三四五六七八九十百零〇\d]+条)\s*[{_CJK}（）()、]{{1,16}})[ \t\u3000]+(?=\S)"
-)
-HEADING_LINE = re.compile(
-    r"^(?:#{1,6}\s+\S.*"
-    r"|(?:\d+(?:\.\d+)*\.?|第[一二三四五六七八九十百零〇\d]+[条章节])\s*[^\s。；;，,]{1,24}"
-    r"|(?:Section|Article|Clause|Part|SECTION|ARTICLE|CLAUSE|PART)\s+[\dIVX]+(?:\.\d+)*\.?(?:\s+[^.;:!?]{1,60})?)$"
-)
+_SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{CJK_CHARS}{CJK_PUNCT}])[ \t\u3000]+(?=[{CJK_CHARS}{CJK_PUNCT}])")
+_SPACE_CJK_DIGIT = re.compile(rf"(?<=[{CJK_CHARS}])[ \t]+(?=[0-9])|(?<=[0-9])[ \t]+(?=[{CJK_CHARS}])")
+_SENTENCE_END = re.compile(rf"[。！？；：.!?;:…{CJK_PUNCT[-6:]}]$")
 _PAGE_NUMBER_LINE = re.compile(
     r"^\s*(第\s*\d+\s*页(\s*[,，/]?\s*共\s*\d+\s*页)?|[-–—]?\s*\d+\s*[-–—]?|page\s+\d+(\s+of\s+\d+)?|\d+\s*/\s*\d+)\s*$",
     re.IGNORECASE,
@@ -193,7 +179,8 @@ def clean_text(text: str, markdown: bool = False) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     text = text.replace("\u00a0", " ").replace("\ufeff", "")
     if not markdown:
-        text = "\n".join(_INLINE_HEADING.sub(r"\1\n", line) for line in text.split("\n"))
+        # a clause heading goes on a line of its own before CJK spacing is removed, or it would run into its body
+        text = "\n".join(INLINE_HEADING.sub(r"\1\n", line) for line in text.split("\n"))
     text = _SPACE_BETWEEN_CJK.sub("", text)
     text = _SPACE_CJK_DIGIT.sub("", text)
     if markdown:
@@ -213,13 +200,13 @@ def _join_broken_lines(text: str) -> str:
             out
             and out[-1]
             and not _SENTENCE_END.search(out[-1])
-            and not _LIST_OR_HEADING_START.match(line)
+            and not LIST_OR_HEADING_START.match(line)
             and not HEADING_LINE.match(out[-1])
         ):
             previous = out[-1]
             if previous.endswith("-") and line[:1].islower():
                 out[-1] = previous[:-1] + line
-            elif re.search(rf"[{_CJK}{_CJK_PUNCT}]$", previous) or re.match(rf"[{_CJK}{_CJK_PUNCT}]", line):
+            elif re.search(rf"[{CJK_CHARS}{CJK_PUNCT}]$", previous) or re.match(rf"[{CJK_CHARS}{CJK_PUNCT}]", line):
                 out[-1] = previous + line
             else:
                 out[-1] = previous + " " + line

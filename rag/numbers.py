@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from rag.text import CITATION_MARKER, chinese_to_int, halfwidth
+
 __all__ = [
     "CITATION_MARKER",
     "NumberMention",
@@ -38,25 +40,8 @@ class NumberMention:
     end: int
 
 
-_HALFWIDTH = str.maketrans(
-    {chr(0xFF10 + i): str(i) for i in range(10)} | {"．": ".", "，": ",", "％": "%", "［": "[", "］": "]"}
-)
-
-
-def halfwidth(text: str) -> str:
-    """Full-width digits and the punctuation around numbers as ASCII. The length never changes, so offsets
-    found in the result hold in `text` too."""
-    return text.translate(_HALFWIDTH)
-
-
-# A citation marker: [1], [1, 2], [1-3], 【1，2】 (in halfwidth() text). rag.verify parses them; here they
-# are skipped.
-CITATION_MARKER = re.compile(r"[\[【][ \t]*\d+(?:[ \t]*(?:[,、;；]|[-–—~至])[ \t]*\d+)*[ \t]*[\]】]")
-
 _ARABIC = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?"
 _CN_DIGITS = dict(zip("零〇一二两三四五六七八九", (0, 0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9), strict=True))
-_CN_SMALL_UNITS = {"十": 10, "百": 100, "千": 1000}
-_CN_BIG_UNITS = {"万": 10**4, "亿": 10**8}
 _CHINESE = r"[零〇一二两三四五六七八九十百千万亿]+(?:点[零〇一二三四五六七八九]+)?"
 _ORDINAL = r"(?:\d+|[一二三四五六七八九十]+)"
 
@@ -208,54 +193,12 @@ def _reads_as_number(norm: str, start: int, end: int, run: str) -> bool:
 def _parse_chinese(s: str) -> Decimal | None:
     """The value of a Chinese numeral ("三千五百", "一百零五", "两万", "一点五", "二〇二三"), or None."""
     whole, _, fraction = s.partition("点")
-    integer = _parse_chinese_integer(whole)
+    integer = chinese_to_int(whole)
     if integer is None or any(ch not in _CN_DIGITS for ch in fraction):
         return None
     if not fraction:
         return Decimal(integer)
     return Decimal(f"{integer}.{''.join(str(_CN_DIGITS[ch]) for ch in fraction)}")
-
-
-def _parse_chinese_integer(s: str) -> int | None:
-    if not s:
-        return None
-    if all(ch in _CN_DIGITS for ch in s):
-        return int("".join(str(_CN_DIGITS[ch]) for ch in s))
-    total = wan = section = 0  # the 亿s so far, the 万s so far, the part below 10000
-    digit: int | None = None
-    zero = False  # a 零 since the last unit: 一千零五 is 1005, while 三千五 is short for 3500
-    last_small = 10**4  # 千, 百, 十 must come in falling order within a section
-    last_unit = 1
-    for ch in s:
-        if ch in "零〇":
-            if digit is not None:
-                return None
-            zero = True
-        elif ch in _CN_DIGITS:
-            if digit is not None:
-                return None
-            digit = _CN_DIGITS[ch]
-        elif ch in _CN_SMALL_UNITS:
-            unit = _CN_SMALL_UNITS[ch]
-            if unit >= last_small:
-                return None
-            section += (1 if digit is None else digit) * unit
-            digit, zero, last_small, last_unit = None, False, unit, unit
-        else:
-            unit = _CN_BIG_UNITS[ch]
-            group = section + (digit or 0)
-            if unit == 10**4:
-                if wan or not group:
-                    return None  # 万 with nothing to multiply, or two 万s in one 亿
-                wan = group * unit
-            else:
-                if not (total or wan or group):
-                    return None
-                total, wan = (total + wan + group) * unit, 0
-            section, digit, zero, last_small, last_unit = 0, None, False, 10**4, unit
-    if digit is not None:
-        section += digit * last_unit // 10 if not zero and last_unit >= 100 else digit
-    return total + wan + section
 
 
 def _english_value(words: str) -> Decimal:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from rag.errors import ConfigError
 from rag.records import Passage
+from rag.text import has_cjk, sentence_ends
 from rag.tokens import count_tokens
 
 SYSTEM_PROMPT = (
@@ -20,11 +21,9 @@ SYSTEM_PROMPT = (
     "Answer in the language of the question: Chinese for a Chinese question, English for an English one."
 )
 
-_CJK = re.compile(r"[\u4e00-\u9fff]")
-
 
 def question_language(question: str) -> str:
-    return "zh" if _CJK.search(question) else "en"
+    return "zh" if has_cjk(question) else "en"
 
 
 # A source tag inside a document ("</source>", '<source id="9">') would let it close its own block and forge
@@ -64,11 +63,6 @@ TOKENS_PER_MESSAGE = 3
 TOKENS_PER_REPLY = 3
 SAFETY_MARGIN = 64
 
-# Where a passage may be cut: after a Chinese or English sentence end ("." only before a space or a line end,
-# so 3.5 and e.g. stay whole).
-_SENTENCE_END = re.compile(r"[。！？；!?]+[”’\"」』)）]*|\.(?=\s|$)[”’\"」』)）]*")
-
-
 @dataclass(frozen=True)
 class PackedPrompt:
     """The messages to send, the passages as they appear in them, and how the budget was spent."""
@@ -85,11 +79,6 @@ def count_message_tokens(messages: Sequence[dict[str, str]]) -> int:
     return TOKENS_PER_REPLY + sum(
         TOKENS_PER_MESSAGE + count_tokens(message["role"]) + count_tokens(message["content"]) for message in messages
     )
-
-
-def sentence_ends(text: str) -> list[int]:
-    """Offsets just after each sentence end in `text`: the places a passage may be cut."""
-    return [m.end() for m in _SENTENCE_END.finditer(text)]
 
 
 def pack_passages(

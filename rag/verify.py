@@ -21,7 +21,8 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from rag.numbers import CITATION_MARKER, NumberMention, find_numbers, halfwidth, numbers_match
+from rag.numbers import NumberMention, find_numbers, numbers_match
+from rag.text import CITATION_MARKER, CJK_CHARS, QUOTE, halfwidth, sentence_spans, split_sentences
 
 __all__ = ["Verification", "parse_citations", "split_sentences", "verify_answer"]
 
@@ -40,18 +41,8 @@ class Verification:
 _RANGE_SEPARATORS = "-–—~至"
 _MAX_RANGE = 50  # [1-3] means 1, 2, 3; an absurd [1-9999] keeps its two ends rather than 9999 numbers
 
-_QUOTE = re.compile(r"“([^“”\n]+)”|\"([^\"\n]+)\"|「([^「」\n]+)」|『([^『』\n]+)』")
 _ELLIPSIS = re.compile(r"…+|\.{3,}")
-# Where a sentence may end. A "." ends one only when no letter or digit follows (3.5, e.g., v1.2 stay whole).
-_BOUNDARY = re.compile(r"[。！？；!?]+|\.+(?![0-9A-Za-z])|\n")
-# What still belongs to a sentence after its final punctuation: closing quotes and citation markers.
-_TAIL = re.compile(rf"(?:[”’\"」』)）]|[ \t]*(?:{CITATION_MARKER.pattern}))*")
-_ABBREVIATIONS = frozenset({
-    "mr", "mrs", "ms", "dr", "no", "nos", "vs", "art", "arts", "sec", "para", "cf", "fig", "approx", "inc",
-    "ltd", "co", "st", "p", "pp",
-})  # fmt: skip
-_WORD_BEFORE = re.compile(r"[A-Za-z.]+\Z")
-_CLAIM_UNITS = re.compile(r"[\u3400-\u9fff]|[A-Za-z0-9]+")
+_CLAIM_UNITS = re.compile(f"[{CJK_CHARS}]|[A-Za-z0-9]+")
 _MIN_CLAIM = 4  # CJK characters plus words: "是的。" or "Yes, it is." make no claim to cite
 
 # A sentence saying the sources do not hold the answer needs no citation.
@@ -89,12 +80,6 @@ def parse_citations(text: str) -> list[tuple[int, int, list[int]]]:
     return found
 
 
-def split_sentences(text: str) -> list[str]:
-    """The sentences of `text`, stripped, each keeping the citation markers and closing quotes that follow
-    its final punctuation ("…十五日。[1]", "… days [1].")."""
-    return [text[start:end] for start, end in _sentence_spans(text)]
-
-
 def verify_answer(answer: str, passages: Mapping[int, str]) -> Verification:
     """Check a draft answer against the passages that were sent, numbered as the model saw them.
 
@@ -108,7 +93,7 @@ def verify_answer(answer: str, passages: Mapping[int, str]) -> Verification:
     given = f"{len(passages)} {'was' if len(passages) == 1 else 'were'} given"
     result.warnings += [f"citation [{n}] refers to no source ({given}); removed" for n in invalid]
 
-    spans = _sentence_spans(text)
+    spans = sentence_spans(text)
     cites_a_source: list[bool] = []
     misquoted: list[tuple[int, int]] = []
     for start, end in spans:
@@ -119,7 +104,7 @@ def verify_answer(answer: str, passages: Mapping[int, str]) -> Verification:
         if not own and not lost_its_citation and not _makes_no_claim(sentence):
             result.unsupported_sentences.append(sentence)
             result.warnings.append(f"sentence has no citation: “{_shorten(sentence)}”")
-        for m in _QUOTE.finditer(sentence):
+        for m in QUOTE.finditer(sentence):
             quote = next(g for g in m.groups() if g is not None)
             if _quote_found(quote, [passages[n] for n in own] if own else list(passages.values())):
                 continue
@@ -174,32 +159,6 @@ def _remove_invalid_citations(answer: str, passages: Mapping[int, str]) -> tuple
         done = end
     pieces.append(answer[done:])
     return "".join(pieces), cited, invalid, orphans
-
-
-def _sentence_spans(text: str) -> list[tuple[int, int]]:
-    norm = halfwidth(text)
-    quotes = [m.span() for m in _QUOTE.finditer(norm)]
-    ends: list[int] = []
-    for b in _BOUNDARY.finditer(norm):
-        if ends and b.start() < ends[-1]:
-            continue  # inside the tail taken by the sentence before
-        if any(qs < b.start() and b.end() < qe - 1 for qs, qe in quotes):
-            continue  # a sentence inside a quote stays in the sentence that quotes it, unless it ends both
-        if b[0].startswith(".") and _is_abbreviation(norm, b.start()):
-            continue
-        tail = _TAIL.match(norm, b.end())
-        ends.append(tail.end() if tail else b.end())
-    spans = []
-    for start, end in zip([0, *ends], [*ends, len(text)], strict=True):
-        piece = text[start:end]
-        if piece.strip():
-            spans.append((start + len(piece) - len(piece.lstrip()), end - len(piece) + len(piece.rstrip())))
-    return spans
-
-
-def _is_abbreviation(norm: str, dot: int) -> bool:
-    word = _WORD_BEFORE.search(norm, max(0, dot - 12), dot)
-    return word is not None and ("." in word[0] or word[0].lower() in _ABBREVIATIONS)
 
 
 def _makes_no_claim(sentence: str) -> bool:

@@ -1,0 +1,215 @@
+"""The text toolkit: one definition each of the CJK ranges, Chinese numerals, sentence ends and heading patterns.
+
+Ground level: the standard library only, never another rag module, so every stage can import it.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "CITATION_MARKER",
+    "CJK_CHARS",
+    "CJK_PUNCT",
+    "CLAUSE_REFERENCE",
+    "CLAUSE_START",
+    "CN_NUMERAL_CHARS",
+    "HEADING_LINE",
+    "INLINE_HEADING",
+    "LIST_OR_HEADING_START",
+    "MARKDOWN_HEADING",
+    "QUOTE",
+    "chinese_to_int",
+    "halfwidth",
+    "has_cjk",
+    "is_cjk",
+    "sentence_ends",
+    "sentence_spans",
+    "split_sentences",
+]
+
+# --- CJK ------------------------------------------------------------------------------------------------
+
+# The body of a character class (use as f"[{CJK_CHARS}]"): 〇, CJK Extension A, the unified ideographs and
+# the compatibility ideographs that PDF text is full of.
+CJK_CHARS = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# Chinese punctuation, also a character-class body.
+CJK_PUNCT = "，。；：！？、（）《》“”‘’「」『』【】…—"
+
+_CJK_CHAR = re.compile(f"[{CJK_CHARS}]")
+
+
+def is_cjk(ch: str) -> bool:
+    """Whether the character `ch` is a CJK ideograph (or 〇)."""
+    return len(ch) == 1 and _CJK_CHAR.match(ch) is not None
+
+
+def has_cjk(text: str) -> bool:
+    """Whether `text` holds at least one CJK ideograph (or 〇)."""
+    return _CJK_CHAR.search(text) is not None
+
+
+_HALFWIDTH = str.maketrans(
+    {chr(0xFF10 + i): str(i) for i in range(10)} | {"．": ".", "，": ",", "％": "%", "［": "[", "］": "]"}
+)
+
+
+def halfwidth(text: str) -> str:
+    """Full-width digits and the punctuation around numbers as ASCII. The length never changes, so offsets
+    found in the result hold in `text` too."""
+    return text.translate(_HALFWIDTH)
+
+
+# A citation marker: [1], [1, 2], [1-3], 【1，2】 (in halfwidth() text).
+CITATION_MARKER = re.compile(r"[\[【][ \t]*\d+(?:[ \t]*(?:[,、;；]|[-–—~至])[ \t]*\d+)*[ \t]*[\]】]")
+
+# --- Chinese numerals -----------------------------------------------------------------------------------
+
+# The characters of a Chinese numeral below ten thousand, as a character-class body.
+CN_NUMERAL_CHARS = "零〇一二两三四五六七八九十百千"
+_CN_DIGITS = dict(zip("零〇一二两三四五六七八九", (0, 0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9), strict=True))
+_CN_SMALL_UNITS = {"十": 10, "百": 100, "千": 1000}
+_CN_BIG_UNITS = {"万": 10**4, "亿": 10**8}
+
+
+def chinese_to_int(s: str) -> int | None:
+    """The value of a Chinese integer numeral, or None when `s` is not one.
+
+    "十五" is 15, "二十一" 21, "一百零五" 105, "三千五" 3500 (short for 三千五百), "两万" 20000, "三千五百万"
+    35000000; a run of digits alone is read digit by digit ("二〇二三" is 2023, "〇" is 0).
+    """
+    if not s:
+        return None
+    if all(ch in _CN_DIGITS for ch in s):
+        return int("".join(str(_CN_DIGITS[ch]) for ch in s))
+    total = wan = section = 0  # the 亿s so far, the 万s so far, the part below 10000
+    digit: int | None = None
+    zero = False  # a 零 since the last unit: 一千零五 is 1005, while 三千五 is short for 3500
+    last_small = 10**4  # 千, 百, 十 must come in falling order within a section
+    last_unit = 1
+    for ch in s:
+        if ch in "零〇":
+            if digit is not None:
+                return None
+            zero = True
+        elif ch in _CN_DIGITS:
+            if digit is not None:
+                return None
+            digit = _CN_DIGITS[ch]
+        elif ch in _CN_SMALL_UNITS:
+            unit = _CN_SMALL_UNITS[ch]
+            if unit >= last_small:
+                return None
+            section += (1 if digit is None else digit) * unit
+            digit, zero, last_small, last_unit = None, False, unit, unit
+        elif ch in _CN_BIG_UNITS:
+            unit = _CN_BIG_UNITS[ch]
+            group = section + (digit or 0)
+            if unit == 10**4:
+                if wan or not group:
+                    return None  # 万 with nothing to multiply, or two 万s in one 亿
+                wan = group * unit
+            else:
+                if not (total or wan or group):
+                    return None
+                total, wan = (total + wan + group) * unit, 0
+            section, digit, zero, last_small, last_unit = 0, None, False, 10**4, unit
+        else:
+            return None
+    if digit is not None:
+        section += digit * last_unit // 10 if not zero and last_unit >= 100 else digit
+    return total + wan + section
+
+
+# --- sentences ------------------------------------------------------------------------------------------
+
+# Where a sentence may end. A "." (or "．") ends one only before a space, a line end, a closing quote or bracket
+# or a citation marker: 3.5, v1.2, ./src, "Bldg., " and the list labels in "合计 1．不能重分类…" stay whole.
+_BOUNDARY = re.compile(r"[。！？；!?]+|\.+(?=[\s”’\"」』)）\[【]|$)|\n")
+# What still belongs to a sentence after its final punctuation: closing quotes and citation markers.
+_TAIL = re.compile(rf"(?:[”’\"」』)）]|[ \t]*(?:{CITATION_MARKER.pattern}))*")
+# A quotation; the one group that matched holds the quoted text.
+QUOTE = re.compile(r"“([^“”\n]+)”|\"([^\"\n]+)\"|「([^「」\n]+)」|『([^『』\n]+)』")
+_ABBREVIATIONS = frozenset({
+    "mr", "mrs", "ms", "dr", "no", "nos", "vs", "art", "arts", "sec", "para", "cf", "fig", "approx", "inc",
+    "ltd", "co", "st", "p", "pp",
+})  # fmt: skip
+_WORD_BEFORE = re.compile(r"[A-Za-z.]+\Z")
+
+
+def _boundaries(text: str) -> list[tuple[int, bool]]:
+    """Where each sentence of `text` ends (after its closing quotes and citation markers), and whether it
+    ends with punctuation (True) or at a line break (False)."""
+    norm = halfwidth(text)
+    quotes = [m.span() for m in QUOTE.finditer(norm)]
+    ends: list[tuple[int, bool]] = []
+    for b in _BOUNDARY.finditer(norm):
+        if ends and b.start() < ends[-1][0]:
+            continue  # inside the tail taken by the sentence before
+        if any(qs < b.start() and b.end() < qe - 1 for qs, qe in quotes):
+            continue  # a sentence inside a quote stays in the sentence that quotes it, unless it ends both
+        if b[0].startswith(".") and _is_abbreviation(norm, b.start()):
+            continue
+        tail = _TAIL.match(norm, b.end())
+        ends.append((tail.end() if tail else b.end(), b[0] != "\n"))
+    return ends
+
+
+def _is_abbreviation(norm: str, dot: int) -> bool:
+    word = _WORD_BEFORE.search(norm, max(0, dot - 12), dot)
+    return word is not None and ("." in word[0] or word[0].lower() in _ABBREVIATIONS)
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of `text`, without the whitespace around it.
+
+    A sentence ends at 。！？； or . ! ? (a "." only before a space, a closing quote or bracket, a citation
+    marker or the end, and not after an abbreviation: "3.5", "e.g.", "No. 5" stay whole), or at a line
+    break. It keeps the closing quotes and citation markers that follow its final punctuation
+    ("…十五日。[1]"); a sentence quoted inside another stays in it.
+    """
+    ends = [end for end, _ in _boundaries(text)]
+    spans = []
+    for start, end in zip([0, *ends], [*ends, len(text)], strict=True):
+        piece = text[start:end]
+        if piece.strip():
+            spans.append((start + len(piece) - len(piece.lstrip()), end - len(piece) + len(piece.rstrip())))
+    return spans
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of `text` (see `sentence_spans`), stripped, each keeping the citation markers and
+    closing quotes that follow its final punctuation ("…十五日。[1]", "… days [1].")."""
+    return [text[start:end] for start, end in sentence_spans(text)]
+
+
+def sentence_ends(text: str) -> list[int]:
+    """Offsets just after each sentence that ends with punctuation (and its closing quotes): the places a
+    passage may be cut. A line break alone is not one."""
+    return [end for end, punctuated in _boundaries(text) if punctuated]
+
+
+# --- headings and clauses -------------------------------------------------------------------------------
+
+# A line that is a heading: markdown, a numbered clause ("2.4 责任免除", "第十条 保险期间"), or an English
+# Section/Article/Clause/Part heading.
+HEADING_LINE = re.compile(
+    r"^(?:#{1,6}\s+\S.*"
+    r"|(?:\d+(?:\.\d+)*\.?|第[一二三四五六七八九十百零〇\d]+[条章节])\s*[^\s。；;，,]{1,24}"
+    r"|(?:Section|Article|Clause|Part|SECTION|ARTICLE|CLAUSE|PART)\s+[\dIVX]+(?:\.\d+)*\.?(?:\s+[^.;:!?]{1,60})?)$"
+)
+# A markdown heading; group 1 is its title.
+MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+(.*\S)\s*$")
+# A line that starts a list item or a heading, so it never continues the line before.
+LIST_OR_HEADING_START = re.compile(
+    r"^(#{1,6}\s|[-*•·]\s|\d+(\.\d+)*[.、\s]|[（(]?[一二三四五六七八九十]+[)）、.]|第[一二三四五六七八九十百零〇\d]+[条章节款]|[（(]\d+[)）])"
+)
+# A numbered clause heading followed on the same line by its body ("1.3 投保年龄 年龄为18至60周岁"); group 1
+# is the heading.
+INLINE_HEADING = re.compile(
+    rf"^\s*((?:\d+(?:\.\d+)+|第[一二三四五六七八九十百零〇\d]+条)\s*[{CJK_CHARS}（）()、]{{1,16}})[ \t\u3000]+(?=\S)"
+)
+# Where a new clause or heading starts (a regex body, for a lookahead after a line break).
+CLAUSE_START = r"(?:#{1,6}\s|第[一二三四五六七八九十百零〇\d]+[条章节]|\d+(?:\.\d+)+|(?:Section|Article|Clause)\s+\d)"
+# A reference to a clause in running text: 第十条, 第 3.2 款; group 1 is the number, group 2 the unit.
+CLAUSE_REFERENCE = re.compile(rf"第\s*([0-9]+(?:\.[0-9]+)*|[{CN_NUMERAL_CHARS}]+)\s*([条款章节项部分])")
