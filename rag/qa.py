@@ -201,6 +201,10 @@ def to_passages(hits: list[Hit], sources_of: Callable[[str], list[str]] | None =
             score=round(hit.score, 6),
             chunk_id=hit.chunk.id,
             clause=hit.chunk.clause,
+            pages=hit.chunk.pages,
+            heading_path=hit.chunk.heading_path,
+            clause_spans=hit.chunk.clause_spans,
+            kind=hit.chunk.kind,
             dense_rank=hit.dense_rank,
             lexical_rank=hit.lexical_rank,
         )

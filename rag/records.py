@@ -11,6 +11,20 @@ from typing import Any, Literal
 
 AnswerMode = Literal["llm", "extractive", "refused"]
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
+# What a chunk holds: clause text, front matter (cover, reading guide, table of contents), table rows, or one
+# FAQ question with its answer. Front matter is ranked below clause text and never answers a question.
+ChunkKind = Literal["clause", "front", "table", "faq"]
+PATH_SEPARATOR = " › "
+
+
+def clause_at(spans: tuple[tuple[int, str], ...], offset: int, default: str | None) -> str | None:
+    """The clause label in force at `offset` of a chunk's text, from its (offset, label) spans."""
+    label = default
+    for start, span_label in spans:
+        if start > offset:
+            break
+        label = span_label
+    return label
 
 
 @dataclass(frozen=True)
@@ -41,11 +55,19 @@ class Chunk:
     index: int
     text: str
     pages: tuple[int, ...]
-    clause: str | None = None
+    clause: str | None = None  # the clause in force where the chunk starts: its heading path's last step
+    heading_path: tuple[str, ...] = ()  # title › chapter › clause where the chunk starts
+    # Where the clause changes inside the chunk: (offset in `text`, label). Short clauses may share a chunk;
+    # each sentence keeps its own clause, so that a citation names the clause of the sentence it cites.
+    clause_spans: tuple[tuple[int, str], ...] = ()
+    kind: ChunkKind = "clause"
 
     @property
     def page(self) -> int:
         return self.pages[0] if self.pages else 1
+
+    def clause_at(self, offset: int) -> str | None:
+        return clause_at(self.clause_spans, offset, self.clause)
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,13 @@ class Passage:
     lexical_rank: int | None = None
     # Every indexed file with this content (a duplicate file is stored once): `source` is one of them.
     sources: tuple[str, ...] = ()
+    pages: tuple[int, ...] = ()
+    heading_path: tuple[str, ...] = ()
+    clause_spans: tuple[tuple[int, str], ...] = ()
+    kind: ChunkKind = "clause"
+
+    def clause_at(self, offset: int) -> str | None:
+        return clause_at(self.clause_spans, offset, self.clause)
 
 
 @dataclass(frozen=True)

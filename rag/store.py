@@ -7,6 +7,7 @@ folder or a Chroma server) and how it was built are the `Index`'s business (rag/
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -230,6 +231,12 @@ def _chunk_metadata(chunk: Chunk) -> dict[str, Any]:
     }
     if chunk.clause:
         metadata["clause"] = chunk.clause
+    if chunk.heading_path:
+        metadata["heading_path"] = json.dumps(chunk.heading_path, ensure_ascii=False)
+    if chunk.clause_spans:
+        metadata["clause_spans"] = json.dumps(chunk.clause_spans, ensure_ascii=False)
+    if chunk.kind != "clause":
+        metadata["kind"] = chunk.kind
     return metadata
 
 
@@ -244,4 +251,9 @@ def _chunk_from(chunk_id: str, document: str | None, metadata: Any) -> Chunk:
         text=document or "",
         pages=pages or (1,),
         clause=metadata.get("clause"),
+        heading_path=tuple(json.loads(metadata.get("heading_path") or "[]")),
+        clause_spans=tuple(
+            (int(start), str(label)) for start, label in json.loads(metadata.get("clause_spans") or "[]")
+        ),
+        kind=metadata.get("kind", "clause"),
     )
