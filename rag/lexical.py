@@ -7,7 +7,10 @@ as tokens of their own (`·保险`): that gives search-mode granularity and make
 even where the two are segmented differently. English is lowercased and split into letter/digit words
 minus a short stopword list. Numbers are tokens ("3.2", "10,000" -> "10000"), Chinese numerals also give
 their value (三十日 -> "30"), and clause numbers a canonical token (第十条 and 第10条 -> "第10条").
-`scripts/tune_lexical.py` measures each of these choices on InsQABench.
+Traditional Chinese is folded to Simplified first (`rag.synonyms.to_simplified`), so 保單的猶豫期 meets 保单的犹豫期.
+A query can also be expanded with the document words of the customer words it holds (`rag.synonyms.expand_query`:
+退保 -> 解除合同, 未到期净保费), at a lower weight than its own words.
+Each of these choices was measured on InsQABench (the README's "Retrieval quality" has the figures).
 
 `LexicalIndex` keeps every chunk's term frequencies and source, so `upsert` and `remove` rebuild the
 BM25 weights without the caller re-sending anything. rjieba (and bm25s, in the tests and the tuning
@@ -35,21 +38,25 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.synonyms import expand_query, to_simplified
 from rag.text import CJK_CHARS, CLAUSE_REFERENCE, CN_NUMERAL_CHARS, chinese_to_int
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["BM25Params", "LexicalIndex", "Tokenizer", "tokenize"]
+__all__ = ["EXPANSION_WEIGHT", "BM25Params", "LexicalIndex", "Tokenizer", "tokenize"]
 
 BIGRAM_MARK = "\u00b7"  # "·" starts every bigram token, so a bigram never equals a segmented word
 _FORMAT_VERSION = 1
-_TOKENIZER_VERSION = 2  # bump whenever tokenization changes: saved indexes then no longer load
+_TOKENIZER_VERSION = 3  # bump whenever tokenization changes: saved indexes then no longer load
 
 _CN_ONES = "零〇一二两三四五六七八九"
 # rjieba's own guess (add_word with no frequency) is too low to beat a split such as 犹豫|期内
 _USER_WORD_FREQ = 2000
+# the weight of a query's synonym-expansion terms against its own terms' 1.0 (scripts/eval_synonyms.py)
+EXPANSION_WEIGHT = 0.5
+EXPANSION_BIGRAMS = False  # whether expansion terms add their character bigrams too, as query words do
 _TOKEN_RE = re.compile(rf"([{CJK_CHARS}]+)|([a-z0-9]+(?:\.[0-9]+)*)")
 # characters whose NFKC form matters here: full-width letters, digits, "." and "%", circled numbers, Kangxi
 # radicals and compatibility ideographs (PDF text is full of those), the ideographic space
@@ -103,13 +110,14 @@ def _read_user_dict() -> list[tuple[str, int | None]]:
 
 class Tokenizer:
     """Turns text into BM25 tokens. The module's `tokenize` is the default instance; the options exist
-    so that `scripts/tune_lexical.py` can measure the alternatives.
+    so that the alternatives can be measured (the README records the figures).
 
     search_mode: add the dictionary words inside longer words (犹豫期 -> 犹豫, 犹豫期), as jieba's
         cut_for_search does; user_dict: add rag/resources/insurance_dict.txt; hmm: let the segmenter
         join unknown words; stopwords: drop function and question words; bigrams: add the character
         bigrams of each stretch of Chinese between stopwords; numerals: add the value of Chinese
-        numerals (三十日 -> 30) so that they meet arabic ones.
+        numerals (三十日 -> 30) so that they meet arabic ones; simplified: fold Traditional Chinese to
+        Simplified first.
     """
 
     def __init__(
@@ -121,6 +129,7 @@ class Tokenizer:
         stopwords: bool = True,
         bigrams: bool = True,
         numerals: bool = True,
+        simplified: bool = True,
     ) -> None:
         self.search_mode = search_mode
         self.user_dict = user_dict
@@ -128,18 +137,24 @@ class Tokenizer:
         self.stopwords = stopwords
         self.bigrams = bigrams
         self.numerals = numerals
+        self.simplified = simplified
         self._jieba: Any = None
         self._lock = threading.Lock()
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """Changes whenever the tokens may change: options, dictionary, this code's version, rjieba's."""
-        options = [self.search_mode, self.user_dict, self.hmm, self.stopwords, self.bigrams, self.numerals]
-        try:
-            segmenter = importlib.metadata.version("rjieba")
-        except importlib.metadata.PackageNotFoundError:
-            segmenter = "unknown"
-        state = [_TOKENIZER_VERSION, segmenter, options, _read_user_dict() if self.user_dict else []]
+        """Changes whenever the tokens may change: options, dictionary, this code's version, rjieba's and
+        OpenCC's."""
+        options = [
+            self.search_mode, self.user_dict, self.hmm, self.stopwords, self.bigrams, self.numerals, self.simplified,
+        ]  # fmt: skip
+        versions = []
+        for package in ("rjieba", "opencc"):
+            try:
+                versions.append(importlib.metadata.version(package))
+            except importlib.metadata.PackageNotFoundError:
+                versions.append("unknown")
+        state = [_TOKENIZER_VERSION, *versions, options, _read_user_dict() if self.user_dict else []]
         return hashlib.sha256(json.dumps(state, ensure_ascii=False).encode()).hexdigest()[:16]
 
     def _segmenter(self) -> Any:
@@ -155,12 +170,13 @@ class Tokenizer:
                     self._jieba = jieba
         return self._jieba
 
-    def __call__(self, text: str) -> list[str]:
+    def __call__(self, text: str, *, bigrams: bool | None = None) -> list[str]:
+        """The tokens of `text`; `bigrams` overrides the option of that name for this call."""
         jieba = self._segmenter()
         breaks = _ZH_BREAKS if self.stopwords else _SPACE
         bars = _ZH_BARS if self.stopwords else _SPACE_BARS  # break -> "|"
         stop_en = _EN_STOPWORDS if self.stopwords else frozenset()
-        text = _normalize(text)
+        text = _normalize(to_simplified(text) if self.simplified else text)
         tokens: list[str] = []
         runs: list[str] = []
         for run, word in _TOKEN_RE.findall(text):
@@ -182,7 +198,7 @@ class Tokenizer:
                     for i in range(len(w) - n + 1)
                     if (sub := w[i : i + n]) != w and has_word(sub)
                 ]
-            if self.bigrams:
+            if self.bigrams if bigrams is None else bigrams:
                 # the bigrams of each stretch between stopwords and run ends
                 for stretch in "".join(map(bars.get, words, words)).split("|"):
                     tokens += map(operator.add, map(BIGRAM_MARK.__add__, stretch), stretch[1:])
@@ -218,7 +234,7 @@ def tokenize(text: str) -> list[str]:
 @dataclass(frozen=True)
 class BM25Params:
     """BM25 (Lucene variant, as bm25s's default `method="lucene"`) parameters. Measured on InsQABench
-    (scripts/tune_lexical.py) the results hardly move over k1 0.9-2 and b 0.5-1; these are the usual ones."""
+    (a grid recorded in the README) the results hardly move over k1 0.9-2 and b 0.5-1; these are the usual ones."""
 
     k1: float = 1.2
     b: float = 0.75
@@ -469,21 +485,30 @@ class LexicalIndex:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def search(self, query: str, k: int, source: str | None = None) -> list[tuple[str, float]]:
+    def search(self, query: str, k: int, source: str | None = None, *, expand: bool = True) -> list[tuple[str, float]]:
         """The `k` best chunks for `query` as (id, score), best first; only chunks with a positive score,
-        and only those whose source equals `source` when it is given. Equal scores keep index order."""
+        and only those whose source equals `source` when it is given. Equal scores keep index order.
+        `expand`: also search the document words of the customer words in `query` (`expand_query`), each
+        term the query does not hold already counting `EXPANSION_WEIGHT` of a query term."""
         import numpy as np
 
         if k <= 0 or not self._ids:
             return []
-        terms = {self._term_index[t] for t in self._tokenizer(query) if t in self._term_index}
+        index = self._term_index
+        terms = dict.fromkeys((index[t] for t in self._tokenizer(query) if t in index), 1.0)
+        extra = expand_query(query) if expand else []
+        if extra:
+            for t in self._tokenizer(" ".join(extra), bigrams=EXPANSION_BIGRAMS):
+                if t in index:
+                    terms.setdefault(index[t], EXPANSION_WEIGHT)
         if not terms:
             return []
         scores = np.zeros(len(self._ids), np.float32)
         indptr, doc, weight = self._indptr, self._doc, self._weights()
-        for t in sorted(terms):
-            lo, hi = indptr[t], indptr[t + 1]
-            np.add.at(scores, doc[lo:hi], weight[lo:hi])
+        for term in sorted(terms):
+            lo, hi = indptr[term], indptr[term + 1]
+            w = terms[term]
+            np.add.at(scores, doc[lo:hi], weight[lo:hi] if w == 1.0 else weight[lo:hi] * np.float32(w))
         if source is not None:
             code = bisect_left(self._source_names, source)
             if code == len(self._source_names) or self._source_names[code] != source:
