@@ -1,15 +1,15 @@
-"""Answer generation: an OpenAI-compatible chat model, or, with none configured, an extractive answer."""
+"""Answer generation: an OpenAI-compatible chat model, or, with none configured, an extractive answer
+(`rag.extractive`)."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import ModelError, mask_secret
-from rag.records import Passage
-from rag.text import CJK_CHARS, HEADING_LINE, split_sentences
+from rag.extractive import extractive_answer
+
+__all__ = ["Completion", "chat", "extractive_answer", "make_client"]
 
 if TYPE_CHECKING:
     import openai
@@ -92,46 +92,3 @@ def _chat(client: openai.OpenAI, request: dict[str, Any], base_url: str | None) 
 def _short(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-_STOP = {
-    "the", "a", "an", "of", "to", "in", "is", "are", "what", "how", "do", "does", "i", "my", "for", "and", "or",
-    "be", "can", "if", "on", "with", "it", "this", "that", "which", "when", "will", "was", "by", "as", "at",
-}  # fmt: skip
-
-
-def _sentences(text: str) -> list[str]:
-    """The sentences of a passage, without one-character fragments (a stray "。" or list number)."""
-    return [sentence for sentence in split_sentences(text) if len(sentence) > 1]
-
-
-def _features(text: str) -> set[str]:
-    lowered = text.lower()
-    words = {word for word in re.findall(r"[a-z0-9]+", lowered) if word not in _STOP}
-    cjk = re.sub(f"[^{CJK_CHARS}0-9]", "", lowered)
-    return words | {cjk[i : i + 2] for i in range(len(cjk) - 1)}
-
-
-def extractive_answer(question: str, passages: Sequence[Passage], max_sentences: int = 3) -> str:
-    """The sentences of the top passages that share the most with the question, verbatim, each with [n].
-
-    Nothing is paraphrased, so no figure can appear that the sources do not contain.
-    """
-    wanted = _features(question)
-    scored: list[tuple[float, int, int, str, int]] = []
-    for rank, passage in enumerate(passages):
-        for position, sentence in enumerate(_sentences(passage.text)):
-            if sentence.startswith("#") or HEADING_LINE.match(sentence):
-                continue  # a heading names a topic; it answers nothing
-            overlap = len(wanted & _features(sentence))
-            if overlap:
-                score = overlap / (1 + 0.15 * rank)
-                scored.append((score, rank, position, sentence, passage.n))
-    if not scored and passages:
-        first = _sentences(passages[0].text)
-        if first:
-            return f"{first[0]} [{passages[0].n}]"
-        return ""
-    best = sorted(scored, key=lambda item: (-item[0], item[1], item[2]))[:max_sentences]
-    best.sort(key=lambda item: (item[1], item[2]))
-    return "\n".join(f"{sentence} [{n}]" for _, _, _, sentence, n in best)

@@ -613,6 +613,15 @@ class LexicalIndex:
         except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError):
             return None
 
+    def idf(self, term: str) -> float:
+        """The BM25 idf of one token (as `tokenize` gives it) over the indexed chunks; a term no chunk holds
+        weighs the most."""
+        import math
+
+        t = self._term_index.get(term)
+        df = 0 if t is None else int(self._indptr[t + 1] - self._indptr[t])
+        return math.log1p((len(self._ids) - df + 0.5) / (df + 0.5))
+
 
 def _merge(old: npt.NDArray[Any], where: npt.NDArray[np.int64], new: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """`np.insert(old, where, new)` for an ascending `where`, without the sort np.insert does."""

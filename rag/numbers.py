@@ -8,6 +8,11 @@ carry the same 3. Citation markers ([1], 【2】), dotted section numbers (3.2.1
 Chinese numerals are read only where they read as numbers: a run of two or more ("十五", "三千五百"), or a
 single one before a unit ("三天", "两年", "第一条"); "一般", "统一", "万一" and "千万不要" are words, not
 numbers. English number words ("fifteen days") are read the same way.
+
+A number also keeps the kind of unit written with it, so that "15个月" is not taken for the "十五日" of a source:
+days (日, 天, 工作日, days), weeks, months (月, 个月), years (年), ages (岁, 周岁, years of age, aged), hours,
+percentages and money (元, 万元, USD, $, Rs., INR...). Two mentions match when their values are equal and their
+units agree; a mention with no unit agrees with any unit, so that "等待期为90" never raises a false alarm.
 """
 
 from __future__ import annotations
@@ -16,17 +21,23 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Literal
 
 from rag.text import CITATION_MARKER, chinese_to_int, halfwidth
 
 __all__ = [
     "CITATION_MARKER",
     "NumberMention",
+    "Unit",
     "find_numbers",
     "halfwidth",
     "numbers_match",
+    "units_agree",
     "unsupported_numbers",
 ]
+
+
+Unit = Literal["day", "week", "month", "year", "age", "hour", "percent", "money"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,7 @@ class NumberMention:
     is_percent: bool
     start: int
     end: int
+    unit: Unit | None = None  # the kind of unit written with it; "percent" whenever is_percent
 
 
 _ARABIC = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?"
@@ -128,19 +140,62 @@ def find_numbers(text: str) -> list[NumberMention]:
             value, end, is_percent = value * 10, end + 1, True  # 八成 = 80%
         if not is_percent and norm.startswith("元", end):
             end += 1
-        found.append(NumberMention(text[start:end], _tidy(value), is_percent, start, end))
+        kind: Unit | None = "percent" if is_percent else _unit(norm, start, end)
+        found.append(NumberMention(text[start:end], _tidy(value), is_percent, start, end, kind))
     return found
 
 
+# The unit written after a number (after optional spaces or a hyphen: "15 days", "90-day"), longest first.
+_UNIT_AFTER = re.compile(
+    r"[ \t]*(?:"
+    r"(?P<age>周岁|岁|[ -]?(?i:years?[ -]+(?:of[ \t]+age|old)))"
+    r"|(?P<month>个月|月|[ -]?(?i:months?)(?![A-Za-z]))"
+    r"|(?P<day>个?(?:工作|自然)?日|天|[ -]?(?i:days?)(?![A-Za-z]))"
+    r"|(?P<week>个?(?:星期|礼拜)|周|[ -]?(?i:weeks?)(?![A-Za-z]))"
+    r"|(?P<hour>个?小时|[ -]?(?i:hours?|hrs?)(?![A-Za-z]))"
+    r"|(?P<year>年(?!级|龄|纪)|[ -]?(?i:years?|yrs?)(?![A-Za-z]))"
+    r"|(?P<money>(?:美|港|日|欧)?元|块|[ -]?(?i:dollars?|yuan|rupees?|usd|inr|rmb|cny|hkd)(?![A-Za-z]))"
+    r")"
+)
+# The unit written before a number: a currency ("USD 500", "$500", "Rs. 5,000") or an age ("aged 18").
+_UNIT_BEFORE = re.compile(
+    r"(?:(?P<money>[$€£¥￥]|(?<![A-Za-z])(?i:usd|us\$|inr|rs\.?|rmb|cny|hkd|eur|gbp))"
+    r"|(?P<age>(?<![A-Za-z])(?i:aged?|ages?)(?:[ \t]+of)?))[ \t]*\Z"
+)
+
+
+def _unit(norm: str, start: int, end: int) -> Unit | None:
+    """The kind of unit written with the number norm[start:end], or None."""
+    if norm[start:end].endswith("元"):
+        return "money"
+    after = _UNIT_AFTER.match(norm, end)
+    if after is not None and after.lastgroup is not None:
+        return after.lastgroup  # type: ignore[return-value]
+    before = _UNIT_BEFORE.search(norm, max(0, start - 12), start)
+    if before is not None and before.lastgroup is not None:
+        return before.lastgroup  # type: ignore[return-value]
+    return None
+
+
+def units_agree(a: Unit | None, b: Unit | None) -> bool:
+    """Whether two units may name the same quantity: equal, or one of them unwritten. "18 years" and "18岁"
+    agree too, as English writes an age in years."""
+    return a is None or b is None or a == b or {a, b} == {"year", "age"}
+
+
 def numbers_match(a: NumberMention, b: NumberMention) -> bool:
-    """Whether two mentions stand for the same number: equal values, both percentages or neither."""
-    return _key(a) == _key(b)
+    """Whether two mentions stand for the same number: equal values, both percentages or neither, and units
+    that agree (see `units_agree`)."""
+    return _key(a) == _key(b) and units_agree(a.unit, b.unit)
 
 
 def unsupported_numbers(answer: str, sources: Iterable[str]) -> list[NumberMention]:
-    """The numbers in `answer` that appear in none of `sources`, in the answer's order."""
-    known = {_key(m) for source in sources for m in find_numbers(source)}
-    return [m for m in find_numbers(answer) if _key(m) not in known]
+    """The numbers in `answer` that appear in none of `sources` (with a unit that agrees), in the answer's order."""
+    known: dict[tuple[Decimal, bool], list[NumberMention]] = {}
+    for source in sources:
+        for m in find_numbers(source):
+            known.setdefault(_key(m), []).append(m)
+    return [m for m in find_numbers(answer) if not any(numbers_match(m, k) for k in known.get(_key(m), ()))]
 
 
 def _key(m: NumberMention) -> tuple[Decimal, bool]:
