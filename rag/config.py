@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     rrf_dense_weight: float = Field(default=1.0, ge=0.0)
     rrf_lexical_weight: float = Field(default=1.0, ge=0.0)
     candidate_depth: int = Field(default=50, ge=1)
+    # Query optimisation with the chat model (README, "Query optimisation"); each costs one extra call per question.
+    query_rewrite: bool = False  # restate the question in the documents' words, split compound questions
+    llm_rerank: bool = False  # let the model reorder the top `rerank_depth` fused hits
+    rerank_depth: int = Field(default=20, ge=1, le=100)
 
     chat_model: str = "gpt-4o-mini"
     api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("RAG_API_KEY", "OPENAI_API_KEY"))

@@ -44,13 +44,23 @@ def answer_question(
     max_tokens: int | None = None,
 ) -> Answer:
     """Retrieve, then refuse (evidence too weak), answer extractively (no model configured) or ask the model;
-    check the draft's citations, quotes and numbers; attach the audit record (and append it to the audit log)."""
+    check the draft's citations, quotes and numbers; attach the audit record (and append it to the audit log).
+
+    With RAG_QUERY_REWRITE or RAG_LLM_RERANK on and a model configured, retrieval goes through
+    `rag.query_llm.search`; the rewritten queries only drive retrieval, and the refusal gate and the answer
+    still use the original `question`."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     searcher = searcher or Index(settings).searcher()
     k = top_k or settings.top_k
     retrieval_mode = mode or settings.retrieval_mode
-    hits = searcher.search(question, k, retrieval_mode, source)
+    optimisation: dict[str, Any] | None = None
+    if (settings.query_rewrite or settings.llm_rerank) and settings.llm_configured():
+        from rag import query_llm  # rewritten queries only drive retrieval: gate and answer keep `question`
+
+        hits, optimisation = query_llm.search(question, settings, searcher, k, retrieval_mode, source, model=model)
+    else:
+        hits = searcher.search(question, k, retrieval_mode, source)
     timings["retrieve_s"] = round(time.perf_counter() - started, 6)
     passages = to_passages(hits, searcher.manifest.sources_of)
     threshold = settings.effective_refusal_min_score(question_language(question))
@@ -120,6 +130,8 @@ def answer_question(
             temperature=request["temperature"],
         )
         _check(answer)
+    if optimisation is not None:
+        audit["query_optimisation"] = optimisation
     timings["total_s"] = round(time.perf_counter() - started, 6)
     audit.update(mode=answer.mode, model=answer.model, seed=answer.seed, temperature=answer.temperature)
     answer.audit = audit

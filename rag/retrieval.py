@@ -38,6 +38,19 @@ def reciprocal_rank_fusion(
     return [replace(merged[chunk_id], score=scores[chunk_id]) for chunk_id in ranked[:k]]
 
 
+def fuse_ranked_lists(lists: Sequence[Sequence[Hit]], k: int, rrf_k: int = 60) -> list[Hit]:
+    """Fuse any number of ranked lists (one per query): score = sum over lists of 1 / (rrf_k + position), the
+    position 1-based in each list. A hit keeps the fields it has in the first list that holds it."""
+    merged: dict[str, Hit] = {}
+    scores: dict[str, float] = {}
+    for ranked in lists:
+        for position, hit in enumerate(ranked, start=1):
+            merged.setdefault(hit.chunk.id, hit)
+            scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + 1.0 / (rrf_k + position)
+    order = sorted(merged, key=lambda chunk_id: (-scores[chunk_id], chunk_id))
+    return [replace(merged[chunk_id], score=scores[chunk_id]) for chunk_id in order[:k]]
+
+
 class Searcher:
     """An open index, created once and reused for every question: the one search path of `ask`, the server and
     the evaluation."""
