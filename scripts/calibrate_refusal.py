@@ -235,9 +235,9 @@ def print_curve(rows: Sequence[Row], scores: np.ndarray, chosen: float) -> None:
         "| threshold | customer answerable refused | customer unanswerable refused | InsQABench answerable "
         "refused | InsQABench unanswerable refused |\n| ---: | ---: | ---: | ---: | ---: |"
     )
-    points = sorted({*np.round(np.linspace(0.05, 0.95, 19), 3).tolist(), round(chosen, 3)})
+    points = sorted({*np.round(np.linspace(0.05, 0.95, 19), 3).tolist(), chosen})
     for threshold in points:
-        mark = " **chosen**" if threshold == round(chosen, 3) else ""
+        mark = " **chosen**" if threshold == chosen else ""
         print(f"| {threshold:.3f}{mark} | {fmt(rates(rows, refusals(rows, scores, threshold)))} |")
 
 
