@@ -10,10 +10,12 @@ import bisect
 import hashlib
 from collections.abc import Iterable, Iterator
 from functools import cache, lru_cache
+from pathlib import PurePath
 from typing import TYPE_CHECKING
 
-from rag.records import Chunk, Page
-from rag.text import CLAUSE_START, HEADING_LINE, MARKDOWN_HEADING
+from rag.outline import OutlinePoint, OutlineWalker
+from rag.records import Chunk, ChunkKind, Page
+from rag.text import CLAUSE_START, LEVEL_CHAPTER, LEVEL_ITEM, classify_heading
 
 if TYPE_CHECKING:
     from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 # Pages are split in groups of about this many characters, so a 50 MB text file never becomes one string
 # in the splitter; a chunk never spans two groups.
 GROUP_CHARS = 60_000
+# A section of at most this many tokens is a heading with next to nothing under it: it joins the next one.
+TINY_SECTION = 24
 
 SEPARATORS = [
     rf"\n(?={CLAUSE_START})",  # a new clause or heading
@@ -72,50 +76,115 @@ def chunk_id(doc_sha256: str, index: int) -> str:
     return hashlib.sha256(f"{doc_sha256}:{index}".encode()).hexdigest()[:32]
 
 
-def clause_label(line: str) -> str | None:
-    stripped = line.strip()
-    heading = MARKDOWN_HEADING.match(stripped)
-    if heading:
-        return heading.group(1)
-    if HEADING_LINE.match(stripped):
-        return stripped
-    return None
-
-
 def split_pages(pages: Iterable[Page], doc_sha256: str, chunk_size: int, chunk_overlap: int) -> Iterator[Chunk]:
-    """Yield the chunks of one document in order, each with its page(s) and the clause it sits under."""
-    splitter = _splitter(chunk_size, chunk_overlap)
+    """Yield the chunks of one document in order, along its outline.
+
+    The text is cut at its headings into sections; neighbouring sections share a chunk while they fit and
+    belong to the same chapter, and a section longer than a chunk is split at paragraph and sentence ends
+    (with overlap). Each chunk records its page(s), the heading path where it starts, the clause of every
+    span inside it, and its kind: a FAQ question with its answer, front matter, table rows, or clause text."""
+    walker: OutlineWalker | None = None
     index = 0
-    clause: str | None = None
     for group in _page_groups(pages):
         text, page_starts, page_numbers, source = _join(group)
-        headings = _headings(text)
-        heading_offsets = [offset for offset, _ in headings]
-        search_from = 0
-        for piece in _within_limit(splitter.split_text(text), chunk_size, chunk_overlap):
-            start = text.find(piece, search_from)
-            if start < 0:  # cannot happen with keep_separator="end"; be safe rather than wrong
-                start = search_from
-            search_from = start + 1
-            end = start + len(piece)
+        if walker is None:
+            walker = OutlineWalker(_title(source, text))
+        kind = group[0].kind
+        path, label = walker.path(), walker.label()
+        if kind == "table":  # rows are not headings: the caption (the first line) joins the path in force
+            caption = text.split("\n", 1)[0].strip()
+            path, label = (*path, caption), caption
+            points = []
+        else:
+            points = walker.walk(text)
+        for start, end in _pieces(text, points, kind, chunk_size, chunk_overlap):
+            active = [p for p in points if p.offset <= start]
+            if active:
+                path, label = active[-1].path, active[-1].label
+            inside = tuple((p.offset - start, p.label) for p in points if start < p.offset < end)
             first = bisect.bisect_right(page_starts, start) - 1
             last = bisect.bisect_right(page_starts, max(start, end - 1)) - 1
-            pages_of_chunk = tuple(page_numbers[first : last + 1])
-            active = bisect.bisect_right(heading_offsets, start) - 1
-            if active >= 0:
-                clause = headings[active][1]
-            elif headings and heading_offsets[0] < end:
-                clause = headings[0][1]
             yield Chunk(
                 id=chunk_id(doc_sha256, index),
                 source=source,
                 doc_sha256=doc_sha256,
                 index=index,
-                text=piece,
-                pages=pages_of_chunk,
-                clause=clause,
+                text=text[start:end],
+                pages=tuple(page_numbers[first : last + 1]),
+                clause=label,
+                heading_path=path,
+                clause_spans=inside,
+                kind=_kind_of(kind, points, start, end),
             )
             index += 1
+
+
+def _title(source: str, text: str) -> str:
+    """A Markdown document's "#" heading when it opens the document, else the file's name without suffix."""
+    first = text.lstrip().split("\n", 1)[0]
+    match = classify_heading(first)
+    if first.startswith("# ") and match is not None:
+        return match.label
+    return PurePath(source).stem
+
+
+def _kind_of(kind: ChunkKind, points: list[OutlinePoint], start: int, end: int) -> ChunkKind:
+    if kind != "clause":
+        return kind
+    opening = [p for p in points if start <= p.offset < end]
+    if opening and opening[0].heading.question and opening[0].offset - start < 8:
+        return "faq"
+    return "clause"
+
+
+def _pieces(
+    text: str, points: list[OutlinePoint], kind: ChunkKind, chunk_size: int, chunk_overlap: int
+) -> Iterator[tuple[int, int]]:
+    """(start, end) of each chunk of `text`: sections packed together while they fit, long ones split."""
+    cuts = [p.offset for p in points if p.level < LEVEL_ITEM and p.offset > 0]
+    bounds = [0, *cuts, len(text)]
+    sections = [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1) if text[bounds[i] : bounds[i + 1]].strip()]
+    opens_chapter = {p.offset for p in points if p.level <= LEVEL_CHAPTER or p.heading.question}
+    current: tuple[int, int] | None = None
+    for start, end in sections:
+        if kind == "table":  # rows: one section; packed by the splitter at row ends
+            yield from _split(text, start, end, chunk_size, 0)
+            continue
+        if current is not None:
+            # a heading with (almost) nothing under it yet goes with what follows, never alone
+            tiny = _length(text[current[0] : current[1]]) <= TINY_SECTION
+            fits = _length(text[current[0] : end]) <= chunk_size
+            opens_new = start in opens_chapter or _is_question(points, start)
+            if tiny or (fits and not opens_new):
+                current = (current[0], end)
+                continue
+            yield from _split(text, *current, chunk_size, chunk_overlap)
+        current = (start, end)
+    if current is not None:
+        yield from _split(text, *current, chunk_size, chunk_overlap)
+
+
+def _is_question(points: list[OutlinePoint], offset: int) -> bool:
+    return any(p.offset == offset and p.heading.question for p in points)
+
+
+def _split(text: str, start: int, end: int, chunk_size: int, chunk_overlap: int) -> Iterator[tuple[int, int]]:
+    """`text[start:end]` as it is when it fits, else cut by the splitter; offsets stay in `text`."""
+    section = text[start:end]
+    stripped = section.strip()
+    if not stripped:
+        return
+    lead = section.find(stripped)
+    if _length(stripped) <= chunk_size:
+        yield start + lead, start + lead + len(stripped)
+        return
+    search_from = 0
+    for piece in _within_limit(_splitter(chunk_size, chunk_overlap).split_text(section), chunk_size, chunk_overlap):
+        found = section.find(piece, search_from)
+        if found < 0:  # cannot happen with keep_separator="end"; be safe rather than wrong
+            found = search_from
+        search_from = found + 1
+        yield start + found, start + found + len(piece)
 
 
 def _within_limit(pieces: Iterable[str], chunk_size: int, chunk_overlap: int) -> Iterator[str]:
@@ -143,7 +212,7 @@ def _page_groups(pages: Iterable[Page]) -> Iterator[list[Page]]:
     for page in pages:
         if not page.text.strip():
             continue
-        if group and size + len(page.text) > GROUP_CHARS:
+        if group and (size + len(page.text) > GROUP_CHARS or page.kind != group[0].kind):
             yield group
             group, size = [], 0
         group.append(page)
@@ -161,14 +230,3 @@ def _join(group: list[Page]) -> tuple[str, list[int], list[int], str]:
         parts.append(page.text)
         offset += len(page.text) + 2
     return "\n\n".join(parts), starts, [page.page for page in group], group[0].source
-
-
-def _headings(text: str) -> list[tuple[int, str]]:
-    found: list[tuple[int, str]] = []
-    offset = 0
-    for line in text.split("\n"):
-        label = clause_label(line)
-        if label:
-            found.append((offset, label))
-        offset += len(line) + 1
-    return found

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     chunk_size: int = Field(default=300, ge=16, description="tokens (cl100k_base) per chunk")
     chunk_overlap: int = Field(default=40, ge=0)
     pdf_backend: Literal["pypdfium2", "pypdf"] = "pypdfium2"
+    # Embed and index each chunk with its heading path in front ("条款 › 2. 保障 › 2.4责任免除\n…"), so that a
+    # body that never repeats its heading's words is still found by them; what is shown stays the text.
+    heading_context: bool = True
 
     top_k: int = Field(default=5, ge=1)
     retrieval_mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
@@ -112,4 +115,9 @@ class Settings(BaseSettings):
 
     def chunking_fingerprint(self) -> dict[str, object]:
         """What the stored chunks depend on; a change means the index must be rebuilt."""
-        return {"chunk_size": self.chunk_size, "chunk_overlap": self.chunk_overlap, "tokenizer": "cl100k_base"}
+        return {
+            "chunk_size": self.chunk_size,
+            "chunk_overlap": self.chunk_overlap,
+            "tokenizer": "cl100k_base",
+            "heading_context": self.heading_context,
+        }

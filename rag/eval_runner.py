@@ -102,7 +102,7 @@ def _store_passages(dataset: PassageDataset, index: Index, log: Callable[[str], 
             source: FileEntry(sha256=source, size=0, mtime_ns=0, chunk_ids=ids) for source, ids in by_source.items()
         }
         index.save_manifest(Manifest(fingerprint=index.fingerprint(dim=index.embedder.dim), files=files))
-        sync_lexical(store, {chunk.id for chunk in chunks}, index.layout.lexical)
+        sync_lexical(store, {chunk.id for chunk in chunks}, index)
 
 
 def _ingest_documents(dataset: DocumentDataset, index: Index, log: Callable[[str], None]) -> None:

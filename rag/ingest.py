@@ -133,7 +133,7 @@ def _ingest_locked(paths: list[str | Path], index: Index, prune: bool, progress:
     if plan.vanished:
         index.save_manifest(manifest)
     _remove_strays(store, manifest)
-    sync_lexical(store, manifest.chunk_ids(), index.layout.lexical, expected=had_lexical)
+    sync_lexical(store, manifest.chunk_ids(), index, expected=had_lexical)
     index.layout.rebuild_sources.unlink(missing_ok=True)  # every listed source is stored now, or reported failed
     index.layout.in_progress.unlink(missing_ok=True)
     if progress:
@@ -305,6 +305,7 @@ class _BatchWriter:
     ) -> None:
         self._store = store
         self._embedder = index.embedder
+        self._heading_context = index.settings.heading_context
         self._embed_batch_size = embed_batch_size
         self._store_batch = max(store_batch, embed_batch_size)
         self._depth = depth
@@ -373,12 +374,13 @@ class _BatchWriter:
             self._callbacks.popleft()[1]()
 
     def _write(self, batch: list[Chunk]) -> int:
-        vectors, embedded = self._embedder.embed_passages([chunk.text for chunk in batch], self._embed_batch_size)
+        texts = [chunk.retrieval_text(self._heading_context) for chunk in batch]
+        vectors, embedded = self._embedder.embed_passages(texts, self._embed_batch_size)
         self._store.upsert(batch, vectors)
         return embedded
 
 
-def sync_lexical(store: ChromaStore, wanted: set[str], directory: Path, expected: bool = True) -> None:
+def sync_lexical(store: ChromaStore, wanted: set[str], index: Index, expected: bool = True) -> None:
     """Bring the persisted BM25 index to exactly the manifest's chunk ids: add, replace and prune.
 
     It is written after the manifest, so after a crash it can only lag behind; the next ingest (or the
@@ -387,15 +389,16 @@ def sync_lexical(store: ChromaStore, wanted: set[str], directory: Path, expected
     from rag.lexical import LexicalIndex
     from rag.lexical_sync import catch_up
 
-    index = LexicalIndex.load(directory)
-    if index is None:
+    directory = index.layout.lexical
+    lexical = LexicalIndex.load(directory)
+    if lexical is None:
         if directory.exists() or expected:
             logger.warning("lexical index at %s is missing or unreadable: rebuilding it from Chroma", directory)
-        index = LexicalIndex.build([], [], [])
-    index, changed = catch_up(index, store, wanted)
+        lexical = LexicalIndex.build([], [], [])
+    lexical, changed = catch_up(lexical, store, wanted, index.settings.heading_context)
     if not changed and directory.exists():
         return
-    index.save(directory)
+    lexical.save(directory)
 
 
 def _remove_strays(store: ChromaStore, manifest: Manifest) -> None:

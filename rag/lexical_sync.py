@@ -25,9 +25,13 @@ __all__ = ["LexicalMirror", "catch_up"]
 class LexicalMirror:
     """The lexical index of a (possibly shared) collection, refreshed when the collection changes."""
 
-    def __init__(self, store: ChromaStore, interval: float = 2.0, saved: Path | None = None) -> None:
-        """`saved`: a folder where ingest persisted a LexicalIndex; a head start that is then caught up."""
+    def __init__(
+        self, store: ChromaStore, interval: float = 2.0, saved: Path | None = None, heading_context: bool = True
+    ) -> None:
+        """`saved`: a folder where ingest persisted a LexicalIndex; a head start that is then caught up.
+        `heading_context`: index each chunk with its heading path in front, as ingest does."""
         self._store = store
+        self._heading_context = heading_context
         self._saved = saved
         self._interval = interval
         self._index: LexicalIndex | None = None
@@ -65,13 +69,15 @@ class LexicalMirror:
             current = LexicalIndex.load(self._saved)
         if current is None:
             current = LexicalIndex.build([], [], [])
-        current, _ = catch_up(current, self._store, self._store.all_ids())
+        current, _ = catch_up(current, self._store, self._store.all_ids(), self._heading_context)
         self._index = current
         self._version = version
         self.rebuilds += 1
 
 
-def catch_up(index: LexicalIndex, store: ChromaStore, wanted: set[str]) -> tuple[LexicalIndex, bool]:
+def catch_up(
+    index: LexicalIndex, store: ChromaStore, wanted: set[str], heading_context: bool = True
+) -> tuple[LexicalIndex, bool]:
     """`index` holding exactly the chunk ids `wanted`, the new ones' text read from the store; and whether it
     changed. Ids derive from content, so an id never changes its text and the id difference is the whole change.
     """
@@ -83,5 +89,6 @@ def catch_up(index: LexicalIndex, store: ChromaStore, wanted: set[str]) -> tuple
     if new_ids:
         # One upsert: each one re-merges the whole index, so several would cost more than they save.
         chunks = [c for start in range(0, len(new_ids), 1000) for c in store.get_chunks(new_ids[start : start + 1000])]
-        index = index.upsert([c.id for c in chunks], [c.text for c in chunks], [c.source for c in chunks])
+        texts = [c.retrieval_text(heading_context) for c in chunks]
+        index = index.upsert([c.id for c in chunks], texts, [c.source for c in chunks])
     return index, bool(gone or new_ids)

@@ -15,9 +15,14 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.errors import LoadError
+from rag.outline import is_front_matter, known_titles, repair_wrapped_headings, split_inline_headings
 from rag.records import Page
+
+if TYPE_CHECKING:
+    from rag.tables import Table
 from rag.text import CJK_CHARS, CJK_PUNCT, HEADING_LINE, INLINE_HEADING, LIST_OR_HEADING_START
 
 SUPPORTED_SUFFIXES = {".pdf", ".txt", ".md", ".markdown"}
@@ -32,6 +37,10 @@ _PAGE_NUMBER_LINE = re.compile(
     r"^\s*(第\s*\d+\s*页(\s*[,，/]?\s*共\s*\d+\s*页)?|[-–—]?\s*\d+\s*[-–—]?|page\s+\d+(\s+of\s+\d+)?|\d+\s*/\s*\d+)\s*$",
     re.IGNORECASE,
 )
+
+
+# "…/Page 12", "第3页": a page number inside a longer running header
+_PAGE_NUMBER_IN_LINE = re.compile(r"((?i:page)|第)\d+")
 
 
 @dataclass(frozen=True)
@@ -125,7 +134,9 @@ def load_pages(file: SourceFile, pdf_backend: str = "pypdfium2") -> Iterator[Pag
     """
     suffix = file.path.suffix.lower()
     if suffix == ".pdf":
-        yield from clean_pdf_pages(file.source, list(_pdf_pages(file.path, pdf_backend)))
+        raw_pages = list(_pdf_pages(file.path, pdf_backend))
+        rows = _table_rows(file.path, raw_pages) if pdf_backend != "pypdf" else {}
+        yield from clean_pdf_pages(file.source, raw_pages, _bookmarks(file.path), rows)
         return
     markdown = suffix in {".md", ".markdown"}
     for segment in _text_segments(file.path):
@@ -134,15 +145,60 @@ def load_pages(file: SourceFile, pdf_backend: str = "pypdfium2") -> Iterator[Pag
             yield Page(source=file.source, page=1, text=text)
 
 
-def clean_pdf_pages(source: str, raw_pages: list[str]) -> Iterator[Page]:
-    """Drop running headers and footers (they need every page to be seen), then clean each page."""
+def clean_pdf_pages(
+    source: str, raw_pages: list[str], bookmarks: Iterable[str] = (), tables: dict[int, list[str]] | None = None
+) -> Iterator[Page]:
+    """Drop running headers and footers (they need every page to be seen), clean each page, join the headings
+    that a narrow column wrapped (using the document's own contents list and its bookmarks), and mark front
+    matter. A page's table rows (`tables`, by page number) follow it as a page of kind "table"."""
     repeated = _running_lines(raw_pages)
-    for number, text in enumerate(raw_pages, start=1):
+    cleaned = []
+    for text in raw_pages:
         kept = [line for line in text.splitlines() if not _is_running_line(line, repeated)]
-        yield Page(source=source, page=number, text=clean_text("\n".join(kept)))
+        cleaned.append(clean_text("\n".join(kept)))
+    cleaned = repair_wrapped_headings(cleaned, known_titles(cleaned, bookmarks))
+    for number, text in enumerate(cleaned, start=1):
+        yield Page(source=source, page=number, text=text, kind="front" if is_front_matter(text) else "clause")
+        rows = (tables or {}).get(number)
+        if rows:
+            yield Page(source=source, page=number, text="\n".join(rows), kind="table")
 
 
-def _edge_lines(text: str, depth: int = 3) -> list[str]:
+def _table_rows(path: Path, raw_pages: list[str]) -> dict[int, list[str]]:
+    """The ruled tables of a PDF as lines of rows, each with its header ("列: 值; 列: 值"), by page; the caption
+    (or "Table") first. The pages that hold them are read again without the tables' regions, in `raw_pages`,
+    so that no row is indexed twice."""
+    from rag.tables import find_tables, row_text, text_outside
+
+    by_page: dict[int, list[Table]] = {}
+    for table in find_tables(path):
+        by_page.setdefault(table.page, []).append(table)
+    rows: dict[int, list[str]] = {}
+    for number, tables in by_page.items():
+        outside = text_outside(path, number, tables)
+        if outside.strip() or not raw_pages[number - 1].strip():
+            raw_pages[number - 1] = outside
+        lines = rows.setdefault(number, [tables[0].caption or "表格 / Table"])
+        for table in tables:
+            lines.extend(row_text(table, row) for row in table.rows)
+    return rows
+
+
+def _bookmarks(path: Path) -> list[str]:
+    """The titles of a PDF's bookmarks (its outline), if it has any."""
+    try:
+        import pypdfium2
+
+        document = pypdfium2.PdfDocument(str(path))
+        try:
+            return [item.title for item in document.get_toc(max_depth=8) if item.title]
+        finally:
+            document.close()
+    except Exception:  # a PDF pypdfium2 cannot open was read by pypdf: it simply has no bookmarks here
+        return []
+
+
+def _edge_lines(text: str, depth: int = 6) -> list[str]:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[:depth] + lines[-depth:]
 
@@ -153,7 +209,7 @@ def _line_shape(line: str) -> str:
     compact = re.sub(r"\s+", "", line)
     if len(re.sub(r"\d", "", compact)) <= 6:
         return re.sub(r"\d+", "#", compact)
-    return compact
+    return _PAGE_NUMBER_IN_LINE.sub(r"\1#", compact)
 
 
 def _running_lines(pages: list[str]) -> set[str]:
@@ -185,7 +241,7 @@ def clean_text(text: str, markdown: bool = False) -> str:
     text = _SPACE_CJK_DIGIT.sub("", text)
     if markdown:
         return re.sub(r"\n{3,}", "\n\n", text).strip()
-    return _join_broken_lines(text)
+    return split_inline_headings(_join_broken_lines(text))
 
 
 def _join_broken_lines(text: str) -> str:

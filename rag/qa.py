@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,8 +17,10 @@ from rag.gate import refusal_text as gate_refusal_text
 from rag.generation import chat, extractive_answer, make_client
 from rag.index import Index
 from rag.prompts import pack_passages, question_language
-from rag.records import Answer, Citation, Hit, Passage, RetrievalMode
-from rag.verify import verify_answer
+from rag.records import Answer, Audit, Citation, Hit, Passage, RetrievalMode
+from rag.synonyms import expand_query
+from rag.text import CITATION_MARKER, sentence_spans
+from rag.verify import parse_citations, verify_answer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -60,12 +63,25 @@ def answer_question(
     timings["retrieve_s"] = round(time.perf_counter() - started, 6)
     passages = to_passages(hits, searcher.manifest.sources_of)
     decision = gate(question, hits, settings, searcher)
-    audit: dict[str, Any] = {
-        "index_fingerprint": searcher.fingerprint,
-        "retrieval_mode": retrieval_mode,
-        "top_k": k,
-        "source_filter": source,
-        "chunks": [
+    call: _ModelCall | None = None
+    if decision.refuse:
+        text = gate_refusal_text(decision, question_language(question))
+        answer = Answer(question=question, answer=text, mode="refused", passages=passages)
+    elif not settings.llm_configured():
+        text = extractive_answer(question, passages, expand=expand_query)
+        answer = checked(Answer(question=question, answer=text, mode="extractive", passages=passages))
+    else:
+        generate_started = time.perf_counter()
+        call = _ask_model(question, passages, settings, model, seed, temperature, max_tokens)
+        timings["generate_s"] = round(time.perf_counter() - generate_started, 6)
+        answer = checked(call.answer)
+    timings["total_s"] = round(time.perf_counter() - started, 6)
+    audit = Audit(
+        index_fingerprint=searcher.fingerprint,
+        retrieval_mode=retrieval_mode,
+        top_k=k,
+        source_filter=source,
+        chunks=tuple(
             {
                 "n": p.n,
                 "chunk_id": p.chunk_id,
@@ -74,66 +90,74 @@ def answer_question(
                 "lexical_score": h.lexical_score,
             }
             for p, h in zip(passages, hits, strict=True)
-        ],
-        "refusal": {"top_dense_score": top_dense_score(hits), **decision.to_dict()},
-        "request_sha256": None,
-        "tokens": {},
-        "timings": timings,
-    }
-
-    if decision.refuse:
-        text = gate_refusal_text(decision, question_language(question))
-        answer = Answer(question=question, answer=text, mode="refused", passages=passages)
-    elif not settings.llm_configured():
-        text = extractive_answer(question, passages)
-        answer = Answer(question=question, answer=text, mode="extractive", passages=passages)
-        _check(answer)
-    else:
-        chosen_max_tokens = max_tokens or settings.max_tokens
-        window = settings.effective_context_window()
-        packed = pack_passages(question, passages, context_window=window, max_tokens=chosen_max_tokens)
-        request: dict[str, Any] = {
-            "model": model or settings.chat_model,
-            "messages": packed.messages,
-            "seed": settings.seed if seed is None else seed,
-            "temperature": settings.temperature if temperature is None else temperature,
-            "max_tokens": chosen_max_tokens,
-        }
-        audit["request_sha256"] = request_sha256(request)
-        audit["tokens"] = {
-            "prompt": packed.prompt_tokens,
-            "budget": packed.budget,
-            "context_window": window,
-            "max_tokens": chosen_max_tokens,
-        }
-        audit["packing"] = {
-            "sent": [p.n for p in packed.passages],
-            "dropped": packed.dropped,
-            "trimmed": packed.trimmed,
-        }
-        generate_started = time.perf_counter()
-        completion = chat(make_client(settings), request, settings.base_url)
-        timings["generate_s"] = round(time.perf_counter() - generate_started, 6)
-        audit["tokens"]["prompt_reported"] = completion.prompt_tokens
-        audit["tokens"]["completion_reported"] = completion.completion_tokens
-        answer = Answer(
-            question=question,
-            answer=completion.text,
-            mode="llm",
-            passages=packed.passages,
-            model=request["model"],
-            seed=request["seed"],
-            temperature=request["temperature"],
-        )
-        _check(answer)
-    if optimisation is not None:
-        audit["query_optimisation"] = optimisation
-    timings["total_s"] = round(time.perf_counter() - started, 6)
-    audit.update(mode=answer.mode, model=answer.model, seed=answer.seed, temperature=answer.temperature)
-    answer.audit = audit
+        ),
+        refusal={"top_dense_score": top_dense_score(hits), **decision.to_dict()},
+        mode=answer.mode,
+        request_sha256=call.request_sha256 if call else None,
+        tokens=call.tokens if call else {},
+        packing=call.packing if call else None,
+        query_optimisation=optimisation,
+        timings=timings,
+        model=answer.model,
+        seed=answer.seed,
+        temperature=answer.temperature,
+    )
+    answer = replace(answer, audit=audit)
     if settings.audit_log is not None:
         append_audit_log(settings.audit_log, answer)
     return answer
+
+
+@dataclass(frozen=True)
+class _ModelCall:
+    """One answer from the chat model, with what the audit keeps of the request."""
+
+    answer: Answer
+    request_sha256: str
+    tokens: dict[str, Any]
+    packing: dict[str, Any]
+
+
+def _ask_model(
+    question: str,
+    passages: list[Passage],
+    settings: Settings,
+    model: str | None,
+    seed: int | None,
+    temperature: float | None,
+    max_tokens: int | None,
+) -> _ModelCall:
+    """Pack the passages under the token budget, send them with the fixed seed, and return the draft."""
+    chosen_max_tokens = max_tokens or settings.max_tokens
+    window = settings.effective_context_window()
+    packed = pack_passages(question, passages, context_window=window, max_tokens=chosen_max_tokens)
+    request: dict[str, Any] = {
+        "model": model or settings.chat_model,
+        "messages": packed.messages,
+        "seed": settings.seed if seed is None else seed,
+        "temperature": settings.temperature if temperature is None else temperature,
+        "max_tokens": chosen_max_tokens,
+    }
+    completion = chat(make_client(settings), request, settings.base_url)
+    tokens = {
+        "prompt": packed.prompt_tokens,
+        "budget": packed.budget,
+        "context_window": window,
+        "max_tokens": chosen_max_tokens,
+        "prompt_reported": completion.prompt_tokens,
+        "completion_reported": completion.completion_tokens,
+    }
+    answer = Answer(
+        question=question,
+        answer=completion.text,
+        mode="llm",
+        passages=packed.passages,
+        model=request["model"],
+        seed=request["seed"],
+        temperature=request["temperature"],
+    )
+    packing = {"sent": [p.n for p in packed.passages], "dropped": packed.dropped, "trimmed": packed.trimmed}
+    return _ModelCall(answer, request_sha256(request), tokens, packing)
 
 
 def top_dense_score(hits: list[Hit]) -> float | None:
@@ -178,25 +202,58 @@ def append_audit_log(path: Path, answer: Answer) -> None:
         raise ConfigError(f"cannot append to the audit log {path} ({exc}): fix RAG_AUDIT_LOG or its folder") from exc
 
 
-def _check(answer: Answer) -> None:
-    """Verify the draft against the passages it was given; fill in citations, warnings, unsupported sentences."""
+def checked(answer: Answer) -> Answer:
+    """The draft verified against the passages it was given: invalid markers removed, citations resolved (each
+    naming the clause of the sentence it supports), warnings and unsupported sentences listed."""
     by_number = {passage.n: passage for passage in answer.passages}
     verification = verify_answer(answer.answer, {n: passage.text for n, passage in by_number.items()})
-    answer.answer = verification.answer
-    answer.citations = [_citation(by_number[n]) for n in verification.cited]
-    answer.unsupported_sentences = verification.unsupported_sentences
-    answer.warnings = verification.warnings
+    claims = _claims_by_source(verification.answer)
+    return replace(
+        answer,
+        answer=verification.answer,
+        citations=[_citation(by_number[n], claims.get(n, [])) for n in verification.cited],
+        unsupported_sentences=verification.unsupported_sentences,
+        warnings=verification.warnings,
+    )
 
 
-def _citation(passage: Passage) -> Citation:
+def _claims_by_source(text: str) -> dict[int, list[str]]:
+    """The sentences of an answer that cite each source, markers removed."""
+    claims: dict[int, list[str]] = {}
+    for start, end in sentence_spans(text):
+        sentence = text[start:end]
+        markers = parse_citations(sentence)
+        claim = CITATION_MARKER.sub("", sentence).strip()
+        for _, _, numbers in markers:
+            for n in numbers:
+                claims.setdefault(n, []).append(claim)
+    return claims
+
+
+def _citation(passage: Passage, claims: list[str]) -> Citation:
     return Citation(
         n=passage.n,
         source=passage.source,
         page=passage.page,
-        clause=passage.clause,
+        clause=passage.clause_at(_offset_in(passage.text, claims)),
         chunk_id=passage.chunk_id,
         sources=passage.sources,
     )
+
+
+def _offset_in(text: str, claims: list[str]) -> int:
+    """Where the first claim stands in the passage: found verbatim (an extractive answer quotes), else the
+    passage sentence sharing the most characters with it (a model paraphrases); 0 when nothing is cited."""
+    for claim in claims:
+        core = claim.rstrip("。.!！?？;；").strip()
+        if core and (found := text.find(core)) >= 0:
+            return found
+    if not claims:
+        return 0
+    wanted = set(claims[0])
+    spans = sentence_spans(text) or [(0, len(text))]
+    best = max(spans, key=lambda span: len(wanted & set(text[span[0] : span[1]])))
+    return best[0]
 
 
 def to_passages(hits: list[Hit], sources_of: Callable[[str], list[str]] | None = None) -> list[Passage]:

@@ -34,6 +34,7 @@ class Page:
     source: str
     page: int
     text: str
+    kind: ChunkKind = "clause"  # "front" for a cover, reading guide or contents page; "table" for table rows
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,14 @@ class Chunk:
 
     def clause_at(self, offset: int) -> str | None:
         return clause_at(self.clause_spans, offset, self.clause)
+
+    def retrieval_text(self, heading_context: bool = True) -> str:
+        """What is embedded and indexed for the chunk: its text, after its heading path when `heading_context`
+        (the path without the clause heading the text itself starts with)."""
+        if not heading_context or not self.heading_path:
+            return self.text
+        path = [step for step in self.heading_path if not self.text.lstrip("# ").startswith(step)]
+        return f"{PATH_SEPARATOR.join(path)}\n{self.text}" if path else self.text
 
 
 @dataclass(frozen=True)
@@ -139,7 +148,36 @@ class IngestReport:
         return asdict(self)
 
 
-@dataclass
+@dataclass(frozen=True)
+class Audit:
+    """How an answer came about, serialised the same way wherever it goes (the answer's JSON, the audit log)."""
+
+    index_fingerprint: dict[str, Any]
+    retrieval_mode: str
+    top_k: int
+    source_filter: str | None
+    chunks: tuple[dict[str, Any], ...]  # n, chunk_id, fused score, dense and lexical scores
+    refusal: dict[str, Any]  # the evidence gate's decision, its score, threshold and signals
+    mode: AnswerMode
+    request_sha256: str | None = None  # of the chat request as canonical JSON; None without a model call
+    tokens: dict[str, Any] = field(default_factory=dict)
+    packing: dict[str, Any] | None = None
+    query_optimisation: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    model: str | None = None
+    seed: int | None = None
+    temperature: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["chunks"] = list(self.chunks)
+        for optional in ("packing", "query_optimisation"):
+            if data[optional] is None:
+                data.pop(optional)
+        return data
+
+
+@dataclass(frozen=True)
 class Answer:
     question: str
     answer: str
@@ -151,14 +189,12 @@ class Answer:
     temperature: float | None = None
     warnings: list[str] = field(default_factory=list)
     unsupported_sentences: list[str] = field(default_factory=list)
-    audit: dict[str, Any] = field(default_factory=dict)
+    audit: Audit | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if self.model is None:
-            data.pop("model")
-        if self.seed is None:
-            data.pop("seed")
-        if self.temperature is None:
-            data.pop("temperature")
+        data["audit"] = self.audit.to_dict() if self.audit is not None else {}
+        for optional in ("model", "seed", "temperature"):
+            if data[optional] is None:
+                data.pop(optional)
         return data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -62,7 +63,9 @@ class Searcher:
         self.settings = index.settings
         self.manifest, self.store = index.open_for_search()
         self.fingerprint = self.manifest.fingerprint
-        self.lexical = LexicalMirror(self.store, self.settings.lexical_refresh_seconds, index.saved_lexical())
+        self.lexical = LexicalMirror(
+            self.store, self.settings.lexical_refresh_seconds, index.saved_lexical(), self.settings.heading_context
+        )
         self._cache_queries = cache_queries
 
     def refresh(self) -> None:
@@ -77,15 +80,18 @@ class Searcher:
                 self.index.embedder.embed_queries(unique[start : start + 64], cached=True)
 
     def search(self, question: str, k: int, mode: RetrievalMode = "dense", source: str | None = None) -> list[Hit]:
+        """The `k` best chunks for `question`. Front matter (a contents page, a reading guide) ranks below
+        clause text unless the question asks for the contents: it points to the answer without holding it."""
         if mode not in ("dense", "lexical", "hybrid"):
             raise ConfigError(f"unknown retrieval mode {mode!r}: use dense, lexical or hybrid")
-        depth = max(k, self.settings.candidate_depth) if mode == "hybrid" else k
+        wanted = k + FRONT_MATTER_SPARE
+        depth = max(wanted, self.settings.candidate_depth) if mode == "hybrid" else wanted
         dense: list[Hit] = []
         if mode != "lexical":
             vector = self.index.embedder.embed_queries([question], cached=self._cache_queries)[0]
             dense = self.store.query(vector, depth, source=source)
-            if mode == "dense":
-                return dense
+        if mode == "dense":
+            return _front_matter_last(dense, question)[:k]
         ranked = self.lexical.get().search(question, depth, source=source)
         chunks = {chunk.id: chunk for chunk in self.store.get_chunks([chunk_id for chunk_id, _ in ranked])}
         lexical = [
@@ -94,7 +100,24 @@ class Searcher:
             if chunk_id in chunks
         ]
         if mode == "lexical":
-            return lexical[:k]
-        return reciprocal_rank_fusion(
-            dense, lexical, k, self.settings.rrf_k, self.settings.rrf_dense_weight, self.settings.rrf_lexical_weight
+            return _front_matter_last(lexical, question)[:k]
+        fused = reciprocal_rank_fusion(
+            dense,
+            lexical,
+            wanted,
+            self.settings.rrf_k,
+            self.settings.rrf_dense_weight,
+            self.settings.rrf_lexical_weight,
         )
+        return _front_matter_last(fused, question)[:k]
+
+
+# Extra candidates fetched so that front matter moved down still leaves `k` hits of clause text.
+FRONT_MATTER_SPARE = 5
+_ASKS_FOR_CONTENTS = re.compile(r"目录|阅读指引|contents|table of contents|index", re.IGNORECASE)
+
+
+def _front_matter_last(hits: list[Hit], question: str) -> list[Hit]:
+    if _ASKS_FOR_CONTENTS.search(question):
+        return hits
+    return [h for h in hits if h.chunk.kind != "front"] + [h for h in hits if h.chunk.kind == "front"]

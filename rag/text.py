@@ -6,6 +6,7 @@ Ground level: the standard library only, never another rag module, so every stag
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 __all__ = [
     "CITATION_MARKER",
@@ -213,3 +214,156 @@ INLINE_HEADING = re.compile(
 CLAUSE_START = r"(?:#{1,6}\s|第[一二三四五六七八九十百零〇\d]+[条章节]|\d+(?:\.\d+)+|(?:Section|Article|Clause)\s+\d)"
 # A reference to a clause in running text: 第十条, 第 3.2 款; group 1 is the number, group 2 the unit.
 CLAUSE_REFERENCE = re.compile(rf"第\s*([0-9]+(?:\.[0-9]+)*|[{CN_NUMERAL_CHARS}]+)\s*([条款章节项部分])")
+
+
+# --- the outline: what kind of heading a line is ------------------------------------------------------------
+
+# Levels, outermost first. Only their order matters: a heading closes every open heading of its level or deeper.
+LEVEL_PART = 0  # SECTION C), PART II, 第一章, 一、, an ALL-CAPS line, a Markdown "#"
+LEVEL_CHAPTER = 1  # "1. 您与我们订立的合同", "Section 2. Free Look Period", 第一节, "##"
+LEVEL_CLAUSE = 2  # "2.4 责任免除", 第十条, "8) Cosmetic Surgery (Code- Excl08)", "###"
+LEVEL_SUBCLAUSE = 3  # "2.4.1", （一）, "3) ...", a FAQ question, a Title Case line
+LEVEL_ITEM = 4  # a numbered paragraph or list item without a title: "1.被保险人故意自伤……；", "3.3 Maternity ..."
+
+
+@dataclass(frozen=True)
+class HeadingMatch:
+    """A line that opens a part of the document's outline.
+
+    `label` is what a citation shows ("2.4责任免除", "Excl18 Maternity", "3"); `title_end` is where the heading
+    ends in the line (the rest is body: "2. Any one Illness:- Any one Illness means …"); `question` marks a FAQ
+    question; `titled` is False for a numbered paragraph or list item, whose label is its number only."""
+
+    level: int
+    label: str
+    number: str | None
+    title_end: int
+    titled: bool = True
+    question: bool = False
+
+
+_SENTENCE_PUNCT = re.compile(r"[。；;，,！!？?]")
+_CN_NUM = "一二三四五六七八九十百零〇"
+_MD = re.compile(r"^(#{1,6})\s+(.*\S)\s*$")
+_CHINESE_NUMBERED = re.compile(rf"^(第[{_CN_NUM}\d]+([章节条款]))\s*(.*)$")
+_CN_ORDINAL = re.compile(rf"^([{_CN_NUM}]+)、\s*(.*)$")
+_CN_PAREN_ORDINAL = re.compile(rf"^[（(]([{_CN_NUM}]+|\d{{1,2}})[)）]\s*(.*)$")
+_DOTTED_NUMBER = re.compile(r"^(\d{1,3}(?:\.\d{1,3})+)\.?(?!\d)\s*(.*)$")
+_REFERENCE_LIST = re.compile(r"^[、，,和及与或至~-]")  # "6.1、7.1和7.2中…": clause numbers cited in a sentence
+_SINGLE_NUMBER = re.compile(r"^(\d{1,3})[.．、](?!\d)\s*(.*)$")
+_PAREN_NUMBER = re.compile(r"^(\d{1,3})\)\s*(.*)$")
+_EXCLUSION_CODE = re.compile(r"\(\s*Code\s*[-–:]?\s*(Excl\s*\d+)\s*\)", re.IGNORECASE)
+_PART = re.compile(
+    r"^(SECTION|Section|PART|Part|CHAPTER|Chapter|ARTICLE|Article|Clause|CLAUSE)\s+([A-Z]|[IVX]+|\d+)\b[).:]?\s*(.*)$"
+)
+_FAQ_PREFIX = re.compile(r"^(?:问|Q|Question)\s*[:：]\s*(.+)$")
+_DEFINITION_DASH = re.compile(r"\s*(?::-|：)\s*")
+_ALL_CAPS = re.compile(r"[A-Z][A-Z0-9 ,&/'’()\-–:]{3,}")
+_SMALL_WORDS = frozenset(
+    ["a", "an", "and", "as", "at", "by", "for", "from", "in", "of", "on", "or", "the", "to", "under", "with", "vs"]
+)
+_CAPS_WORD = re.compile(r"[A-Z0-9'’&/()\-–]+")
+
+
+def _short_title(title: str) -> bool:
+    """A heading's title: short, and not a sentence (no sentence punctuation inside or at the end)."""
+    title = title.strip()
+    if not title or _SENTENCE_PUNCT.search(title.rstrip("？?")):
+        return False
+    limit = 30 if has_cjk(title) else 90
+    return len(title) <= limit
+
+
+def _title_case(line: str) -> bool:
+    words = line.split()
+    if not 1 <= len(words) <= 8 or not words[0][:1].isupper() or line[-1:] in ".,;:":
+        return False
+    return all(w[:1].isupper() or w[:1].isdigit() or w.lower() in _SMALL_WORDS or w in "&-–" for w in words)
+
+
+def classify_heading(line: str) -> HeadingMatch | None:
+    """What opens a part of the outline at the start of `line`, or None for body text."""
+    line = line.strip()
+    if not line:
+        return None
+    if match := _MD.match(line):
+        title = match.group(2).strip()
+        level = min(len(match.group(1)) - 1, LEVEL_SUBCLAUSE)
+        question = title.endswith(("？", "?"))
+        inner = classify_heading(title)
+        number = inner.number if inner is not None else None
+        return HeadingMatch(LEVEL_SUBCLAUSE if question else level, title, number, len(line), question=question)
+    if match := _FAQ_PREFIX.match(line):
+        return HeadingMatch(LEVEL_SUBCLAUSE, match.group(1).strip(), None, len(line), question=True)
+    if match := _CHINESE_NUMBERED.match(line):
+        unit = match.group(2)
+        level = {"章": LEVEL_PART, "节": LEVEL_CHAPTER}.get(unit, LEVEL_CLAUSE)
+        title = match.group(3)
+        if _short_title(title) or not title:
+            return HeadingMatch(level, f"{match.group(1)} {title}".strip(), match.group(1), len(line))
+        return HeadingMatch(level, match.group(1), match.group(1), len(match.group(1)), titled=False)
+    if match := _PART.match(line):
+        rest = match.group(3)
+        head = f"{match.group(1)} {match.group(2)}"
+        title, end = _leading_title(rest)
+        label = f"{head} {title}".strip()
+        return HeadingMatch(LEVEL_PART, label, match.group(2), len(line) - len(rest) + end)
+    if (match := _DOTTED_NUMBER.match(line)) and not _REFERENCE_LIST.match(match.group(2)):
+        return _numbered(line, match, LEVEL_CLAUSE + match.group(1).count(".") - 1)
+    if match := _PAREN_NUMBER.match(line):
+        code = _EXCLUSION_CODE.search(line)
+        title = line[match.start(2) : code.start()].strip(" :") if code else ""
+        if code and _short_title(title) and not any(q in title for q in '“”"'):
+            label = f"{code.group(1).replace(' ', '')} {title}".strip()
+            return HeadingMatch(LEVEL_CLAUSE, label, match.group(1), code.end())
+        return _numbered(line, match, LEVEL_SUBCLAUSE)
+    if match := _SINGLE_NUMBER.match(line):
+        return _numbered(line, match, LEVEL_CHAPTER)
+    if match := _CN_ORDINAL.match(line):
+        if _short_title(match.group(2)):
+            return HeadingMatch(LEVEL_PART, line, match.group(1), len(line))
+        return None
+    if match := _CN_PAREN_ORDINAL.match(line):
+        if _short_title(match.group(2)):
+            return HeadingMatch(LEVEL_SUBCLAUSE, line, match.group(1), len(line))
+        return HeadingMatch(LEVEL_ITEM, f"({match.group(1)})", match.group(1), 0, titled=False)
+    if len(line) <= 90 and _ALL_CAPS.fullmatch(line) and sum(c.isalpha() for c in line) >= 4:
+        return HeadingMatch(LEVEL_PART, line.rstrip(":"), None, len(line))
+    if _title_case(line) and len(line) >= 4:
+        return HeadingMatch(LEVEL_SUBCLAUSE, line, None, len(line))
+    return None
+
+
+def _leading_title(rest: str) -> tuple[str, int]:
+    """The heading part of a line's rest: up to ":-" or "：", a run of capitals, or the whole of a short rest."""
+    if (match := _DEFINITION_DASH.search(rest)) and _short_title(rest[: match.start()]):
+        return rest[: match.start()].strip(), match.end()
+    caps_end = _caps_run_end(rest)
+    if caps_end and caps_end < len(rest) and sum(c.isalpha() for c in rest[:caps_end]) >= 4:
+        return rest[:caps_end].strip(), caps_end
+    if _short_title(rest):
+        return rest.strip(), len(rest)
+    return "", 0
+
+
+def _caps_run_end(text: str) -> int:
+    """Where the leading run of ALL-CAPS words of `text` ends ("BENEFITS COVERED UNDER THE POLICY Type of…")."""
+    end = 0
+    for word in re.finditer(r"\S+", text):
+        if not _CAPS_WORD.fullmatch(word.group()) or not any(c.isalpha() for c in word.group()):
+            if not any(c.isalpha() for c in word.group()) and _CAPS_WORD.fullmatch(word.group()):
+                continue  # a dash or a number inside the run
+            break
+        end = word.end()
+    return end
+
+
+def _numbered(line: str, match: re.Match[str], level: int) -> HeadingMatch:
+    """A numbered line: a heading when a short title follows the number (up to ":-" or "：" in a definition
+    list), otherwise a numbered paragraph or list item labelled by its number."""
+    number, rest = match.group(1), match.group(2)
+    title, end = _leading_title(rest)
+    if title:
+        label = (line[: match.start(2)] + title).strip()
+        return HeadingMatch(level, label, number, match.start(2) + end)
+    return HeadingMatch(max(level, LEVEL_ITEM), number, number, 0, titled=False)

