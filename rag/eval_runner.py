@@ -5,12 +5,14 @@ Corpus vectors go through the embedding cache, so a second run of the same set e
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rag.errors import IndexMismatchError
 from rag.evaluation import (
     DocumentDataset,
     PassageDataset,
@@ -56,10 +58,12 @@ def run_retrieval_eval(
     eval_settings = settings.model_copy(update={"index_dir": work_dir / f"{dataset.name}-{_slug(settings.embedder)}"})
     with Index(eval_settings) as index:
         started = time.perf_counter()
-        if isinstance(dataset, PassageDataset):
-            _store_passages(dataset, index, log)
-        else:
-            _ingest_documents(dataset, index, log)
+        try:
+            _build(dataset, index, log)
+        except IndexMismatchError as exc:  # built by another version or settings: rebuild, vectors from the cache
+            log(f"{exc.args[0].split(' (')[0]} by other settings: rebuilding it (cached vectors are reused)")
+            _forget_all_but_the_cache(index)
+            _build(dataset, index, log)
         embed_seconds = time.perf_counter() - started
         searcher = Searcher(index, cache_queries=True)
         searcher.embed_questions([query.question for query in dataset.queries])
@@ -69,6 +73,23 @@ def run_retrieval_eval(
         restricted = [_score_pages(dataset, searcher, mode, ks, embed_seconds, restrict=True) for mode in modes]
         unrestricted = [_score_pages(dataset, searcher, mode, ks, embed_seconds, restrict=False) for mode in modes]
     return EvalReport(dataset=dataset.name, runs={"restricted": restricted, "unrestricted": unrestricted})
+
+
+def _build(dataset: PassageDataset | DocumentDataset, index: Index, log: Callable[[str], None]) -> None:
+    if isinstance(dataset, PassageDataset):
+        _store_passages(dataset, index, log)
+    else:
+        _ingest_documents(dataset, index, log)
+
+
+def _forget_all_but_the_cache(index: Index) -> None:
+    """An evaluation index is derived data: drop its store, manifest and lexical index, keep the vectors."""
+    from rag.health import release_local_clients
+
+    release_local_clients()
+    shutil.rmtree(index.layout.chroma, ignore_errors=True)
+    shutil.rmtree(index.layout.lexical, ignore_errors=True)
+    index.layout.manifest.unlink(missing_ok=True)
 
 
 def _slug(text: str) -> str:
