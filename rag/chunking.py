@@ -98,7 +98,7 @@ def split_pages(pages: Iterable[Page], doc_sha256: str, chunk_size: int, chunk_o
         else:
             points = walker.walk(text)
         for start, end in _pieces(text, points, kind, chunk_size, chunk_overlap):
-            active = [p for p in points if p.offset <= start]
+            active = [p for p in points if p.offset <= _content_start(text, points, start, end)]
             if active:
                 path, label = active[-1].path, active[-1].label
             inside = tuple((p.offset - start, p.label) for p in points if start < p.offset < end)
@@ -128,11 +128,25 @@ def _title(source: str, text: str) -> str:
     return PurePath(source).stem
 
 
+def _content_start(text: str, points: list[OutlinePoint], start: int, end: int) -> int:
+    """Where a chunk's own content starts: after a lone line before its first heading (the document's title
+    line that joined the first section), so that the chunk is labelled by that heading."""
+    first = next((p for p in points if start <= p.offset < end), None)
+    if (
+        first is not None
+        and len(text[start : first.offset].strip()) <= 40
+        and text[start : first.offset].count("\n") <= 2
+    ):
+        return first.offset
+    return start
+
+
 def _kind_of(kind: ChunkKind, points: list[OutlinePoint], start: int, end: int) -> ChunkKind:
+    """A chunk that is one FAQ question with its answer is "faq"; other kinds come from the page."""
     if kind != "clause":
         return kind
-    opening = [p for p in points if start <= p.offset < end]
-    if opening and opening[0].heading.question and opening[0].offset - start < 8:
+    opening = [p for p in points if start <= p.offset < end and p.level < LEVEL_ITEM]
+    if len(opening) == 1 and opening[0].heading.question:
         return "faq"
     return "clause"
 

@@ -156,7 +156,8 @@ def clean_pdf_pages(
     for text in raw_pages:
         kept = [line for line in text.splitlines() if not _is_running_line(line, repeated)]
         cleaned.append(clean_text("\n".join(kept)))
-    cleaned = repair_wrapped_headings(cleaned, known_titles(cleaned, bookmarks))
+    contents = [text for text in cleaned if is_front_matter(text)]
+    cleaned = repair_wrapped_headings(cleaned, known_titles(contents, bookmarks))
     for number, text in enumerate(cleaned, start=1):
         yield Page(source=source, page=number, text=text, kind="front" if is_front_matter(text) else "clause")
         rows = (tables or {}).get(number)
@@ -191,7 +192,8 @@ def _bookmarks(path: Path) -> list[str]:
 
         document = pypdfium2.PdfDocument(str(path))
         try:
-            return [item.title for item in document.get_toc(max_depth=8) if item.title]
+            titles = (bookmark.get_title() for bookmark in document.get_toc(max_depth=8))  # pypdfium2 5
+            return [title.strip() for title in titles if title and title.strip()]
         finally:
             document.close()
     except Exception:  # a PDF pypdfium2 cannot open was read by pypdf: it simply has no bookmarks here

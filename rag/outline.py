@@ -53,11 +53,11 @@ def is_front_matter(text: str) -> bool:
     return bare >= 0.7 * len(lines)
 
 
-def known_titles(pages: Iterable[str], bookmarks: Iterable[str] = ()) -> dict[str, str]:
-    """The full title of each numbered heading, by number, from the lines that hold a heading and nothing
-    else (a table of contents lists them whole) and from the PDF's bookmarks."""
+def known_titles(contents: Iterable[str], bookmarks: Iterable[str] = ()) -> dict[str, str]:
+    """The full title of each numbered heading, by number, from the document's contents pages (front matter:
+    they list the headings whole) and from the PDF's bookmarks."""
     titles: dict[str, str] = {}
-    lines = [line.strip() for text in pages for line in text.splitlines()]
+    lines = [line.strip() for text in contents for line in text.splitlines()]
     for line in [*lines, *(b.strip() for b in bookmarks)]:
         match = classify_heading(line)
         if match is None or not match.titled or not match.number or match.title_end != len(line):
@@ -72,19 +72,29 @@ def repair_wrapped_headings(pages: Sequence[str], titles: dict[str, str]) -> lis
     missing end is moved back from the body's first line, so that no heading character ends up in the body."""
     repaired = []
     for text in pages:
-        lines = text.split("\n")
+        lines = [part for line in text.split("\n") for part in _split_known(line, titles)]
         for i in range(len(lines) - 1):
             lines[i], lines[i + 1] = _rejoin(lines[i], lines[i + 1], titles)
         repaired.append("\n".join(lines))
     return repaired
 
 
+def _split_known(line: str, titles: dict[str, str]) -> list[str]:
+    """A line that starts with a known heading and runs on into its body ("1.1 Free Look Period The…"), cut in two."""
+    match = classify_heading(line)
+    full = titles.get(match.number or "", "") if match is not None else ""
+    stripped = line.strip()
+    if full and stripped.startswith(full) and len(stripped) > len(full):
+        return [full, stripped[len(full) :].lstrip()]
+    return [line]
+
+
 def _rejoin(line: str, following: str, titles: dict[str, str]) -> tuple[str, str]:
     match = classify_heading(line)
-    if match is None or not match.titled or not match.number or match.title_end != len(line.strip()):
+    if match is None or not match.number or not match.titled or match.title_end != len(line.strip()):
         return line, following
-    head, body = line.strip(), following.lstrip()
     full = titles.get(match.number, "")
+    head, body = line.strip(), following.lstrip()
     compact_full, compact_head = full.replace(" ", ""), head.replace(" ", "")
     if len(compact_full) > len(compact_head) and compact_full.startswith(compact_head):
         missing = compact_full[len(compact_head) :]

@@ -266,12 +266,14 @@ _CAPS_WORD = re.compile(r"[A-Z0-9'’&/()\-–]+")
 
 
 def _short_title(title: str) -> bool:
-    """A heading's title: short, and not a sentence (no sentence punctuation inside or at the end)."""
+    """A heading's title: short, and not a sentence (no sentence punctuation inside or at the end; in English
+    no full stop at the end and at most a dozen words)."""
     title = title.strip()
     if not title or _SENTENCE_PUNCT.search(title.rstrip("？?")):
         return False
-    limit = 30 if has_cjk(title) else 90
-    return len(title) <= limit
+    if has_cjk(title):
+        return len(title) <= 30
+    return len(title) <= 90 and not title.endswith(".") and len(title.split()) <= 12
 
 
 def _title_case(line: str) -> bool:
