@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from rag.lexical import tokenize
 from rag.numbers import Unit, find_numbers
-from rag.records import Passage
+from rag.records import PATH_SEPARATOR, Passage
 from rag.text import CITATION_MARKER, CJK_CHARS, HEADING_LINE, INLINE_HEADING, has_cjk, sentence_spans
 
 __all__ = ["extractive_answer", "wanted_units"]
@@ -56,6 +56,9 @@ _LEADER = re.compile(r"(?:\.\s?|…|·|_){5,}")  # the dots that lead a table of
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.、．)）]|[（(]\d+[)）]|[a-z][.)]\s|[（(]?[一二三四五六七八九十]+[、)）])")
 _ORDINAL = re.compile(r"(?:\d+|[A-Za-z]|[ivx]+)[.．]")
 _ANSWER_MARK = re.compile(r"^\s*(?:答|A|Answer)\s*[：:.．]\s*", re.IGNORECASE)
+
+
+_LIST_LIMIT = 6  # sentences at most when the best one introduces a list: the lead-in and its items
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,9 @@ def _candidates(passage: Passage, rank: int) -> list[_Candidate]:
         inline = INLINE_HEADING.match(passage.text[start:end])
         if inline:
             context, heading_count, start = inline[1], heading_count + 1, start + inline.end()
-        group = (passage.clause_at(start), heading_count)
+        # a list item's clause is "2.4责任免除 › 2": it belongs with the clause it is an item of
+        clause = passage.clause_at(start)
+        group = (clause.split(PATH_SEPARATOR)[0] if clause else None, heading_count)
         item = _LIST_ITEM.match(passage.text[start:end]) is not None
         for k, text in enumerate(_units(passage, start, end)):
             found.append(_Candidate(rank, passage.n, len(found), text, group, context, item and k == 0))
@@ -309,6 +314,8 @@ def _with_neighbours(best: int, candidates: list[_Candidate], scores: list[float
         chosen.append(lead)
     low, high = min(chosen), best
     lead_in = _is_lead_in(top.text)
+    if lead_in and _ends_with_colon(top.text):  # "…须提供下列证明和资料：" is answered by the list that follows
+        limit = max(limit, _LIST_LIMIT)
     while len(chosen) < limit:
         options = []
         for i in (low - 1, high + 1):
@@ -338,6 +345,10 @@ def _list_lead_in(item: int, candidates: list[_Candidate]) -> int | None:
 
 def _same_clause(a: _Candidate, b: _Candidate) -> bool:
     return a.n == b.n and a.group == b.group
+
+
+def _ends_with_colon(sentence: str) -> bool:
+    return CITATION_MARKER.sub("", sentence).rstrip().endswith((":", "："))
 
 
 def _is_lead_in(sentence: str) -> bool:

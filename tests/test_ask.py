@@ -82,3 +82,19 @@ def test_llm_mode_sends_seed_temperature_and_numbered_sources(fake_settings: Set
 def test_empty_index_says_run_ingest_first(fake_settings: Settings) -> None:
     with pytest.raises(IndexMissingError, match="rag ingest"):
         answer_question("anything?", fake_settings)
+
+
+def test_a_citation_names_the_clause_of_the_sentence_it_cites(tmp_path: Path, fake_settings: Settings) -> None:
+    """Short clauses share a chunk, which starts under 1.1; the answer about 1.2 cites 1.2, not 1.1."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "terms.txt").write_text(
+        "1. 合同的基本内容\n1.1 犹豫期\n犹豫期为签收合同后的十五日。\n1.2 等待期\n疾病等待期为九十日，意外不设等待期。\n",
+        encoding="utf-8",
+    )
+    ingest_paths([docs], Index(fake_settings))
+    chunks = list(Index(fake_settings).open_store(create=False).iter_chunks())
+    assert len(chunks) == 1 and chunks[0].clause == "1. 合同的基本内容"
+    answer = answer_question("疾病等待期多少天？", fake_settings.model_copy(update={"refusal_min_score": 0.0}))
+    assert answer.mode == "extractive" and "九十日" in answer.answer
+    assert [c.clause for c in answer.citations] == ["1.2等待期"]  # the loader drops the space after digits
