@@ -89,7 +89,8 @@ def test_a_citation_names_the_clause_of_the_sentence_it_cites(tmp_path: Path, fa
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "terms.txt").write_text(
-        "1. 合同的基本内容\n1.1 犹豫期\n犹豫期为签收合同后的十五日。\n1.2 等待期\n疾病等待期为九十日，意外不设等待期。\n",
+        "1. 合同的基本内容\n1.1 犹豫期\n犹豫期为签收合同后的十五日。\n"
+        "1.2 等待期\n疾病等待期为九十日，意外不设等待期。\n",
         encoding="utf-8",
     )
     ingest_paths([docs], Index(fake_settings))

@@ -68,7 +68,10 @@ def test_body_text_is_not_a_heading(line: str) -> None:
 
 def test_a_list_under_an_exclusion_is_not_a_chapter() -> None:
     walker = OutlineWalker("policy")
-    text = "2) Specified disease (Code - Excl02)\n17. Surgery on ears\n18. Gall bladder\n3) 30-day waiting period (Code - Excl03)"
+    text = (
+        "2) Specified disease (Code - Excl02)\n17. Surgery on ears\n18. Gall bladder\n"
+        "3) 30-day waiting period (Code - Excl03)"
+    )
     points = walker.walk(text)
     assert [p.level for p in points] == [LEVEL_CLAUSE, LEVEL_ITEM, LEVEL_ITEM, LEVEL_CLAUSE]
     assert points[2].label == f"Excl02 Specified disease{PATH_SEPARATOR}18. Gall bladder"
@@ -76,7 +79,10 @@ def test_a_list_under_an_exclusion_is_not_a_chapter() -> None:
 
 def test_a_wrapped_heading_is_joined_from_the_contents_and_definitions() -> None:
     contents = "条款目录\n1. 您与我们订立的合同\n1.2合同成立及生效\n7.1职业或工种变更"
-    body = "1.2合同成立及生\n效您向我们提出保险申请，我们同意承保，本合同成立。\n7.1职业或工种变\n更我们将按照职业分类表确定。"
+    body = (
+        "1.2合同成立及生\n效您向我们提出保险申请，我们同意承保，本合同成立。\n"
+        "7.1职业或工种变\n更我们将按照职业分类表确定。"
+    )
     definitions = "8.6无合法有效驾\n驶证驾驶指下列情形之一：\n3.1受益人\n被保险人有权指定受益人。"
     fixed = repair_wrapped_headings([contents, body, definitions], known_titles([contents]))
     assert fixed[1].split("\n") == [
