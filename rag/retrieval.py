@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from rag.errors import ConfigError
 from rag.lexical_sync import LexicalMirror
 from rag.records import Hit, RetrievalMode
+from rag.text import has_cjk
 
 if TYPE_CHECKING:
     from rag.index import Index
@@ -101,13 +102,9 @@ class Searcher:
         ]
         if mode == "lexical":
             return _front_matter_last(lexical, question)[:k]
+        dense_weight = self.settings.rrf_dense_weight_zh if has_cjk(question) else self.settings.rrf_dense_weight
         fused = reciprocal_rank_fusion(
-            dense,
-            lexical,
-            wanted,
-            self.settings.rrf_k,
-            self.settings.rrf_dense_weight,
-            self.settings.rrf_lexical_weight,
+            dense, lexical, wanted, self.settings.rrf_k, dense_weight, self.settings.rrf_lexical_weight
         )
         return _front_matter_last(fused, question)[:k]
 
