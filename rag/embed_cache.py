@@ -23,9 +23,8 @@ import hashlib
 import logging
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar, cast
@@ -33,6 +32,14 @@ from typing import TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 
+from rag.embed_cache_file import (
+    is_contention,
+    is_corruption,
+    move_aside,
+    open_cache_file,
+    open_database,
+    write_transaction,
+)
 from rag.errors import ModelError
 
 __all__ = ["EmbeddingCache", "embed_with_cache", "text_key"]
@@ -42,35 +49,8 @@ logger = logging.getLogger(__name__)
 Vector = npt.NDArray[np.float32]
 _T = TypeVar("_T")
 
-SCHEMA_VERSION = 1
-BUSY_TIMEOUT_S = 30.0
-_PAGE_SIZE = 8192  # a 384-dim row (~1.6 kB) packs 5 to a page; 4 kB pages waste about a fifth
 _IN_BATCH = 500  # keys per `IN (...)` query, well under SQLite's bound-parameter limit
 _BLOB_DTYPE = np.dtype("<f4")
-
-# Primary result codes (the low byte of an extended code).
-_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 5, 6, 11, 13, 26
-
-_SCHEMA = (
-    "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-    "INSERT INTO meta (name, value) VALUES ('clock', 0), ('count', 0)",
-    "CREATE TABLE embedders (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, dim INTEGER NOT NULL)",
-    """CREATE TABLE vectors (
-        id INTEGER PRIMARY KEY,
-        embedder INTEGER NOT NULL,
-        key BLOB NOT NULL,
-        dim INTEGER NOT NULL,
-        vec BLOB NOT NULL,
-        last_used INTEGER NOT NULL,
-        UNIQUE (embedder, key)
-    )""",
-    "CREATE INDEX vectors_last_used ON vectors (last_used)",
-    """CREATE TRIGGER vectors_count_insert AFTER INSERT ON vectors
-       BEGIN UPDATE meta SET value = value + 1 WHERE name = 'count'; END""",
-    """CREATE TRIGGER vectors_count_delete AFTER DELETE ON vectors
-       BEGIN UPDATE meta SET value = value - 1 WHERE name = 'count'; END""",
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
-)
 
 _UPSERT = (
     "INSERT INTO vectors (embedder, key, dim, vec, last_used) VALUES (?, ?, ?, ?, ?) "
@@ -87,48 +67,6 @@ def text_key(text: str) -> str:
 def _digest(text: str) -> bytes:
     # Stored form of `text_key`: the 32 raw bytes, half the size of the hex string.
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
-
-
-def _primary_code(exc: sqlite3.Error) -> int | None:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code & 0xFF if isinstance(code, int) else None
-
-
-def _is_corruption(exc: sqlite3.Error) -> bool:
-    code = _primary_code(exc)
-    if code is not None:
-        return code in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
-    message = str(exc).lower()
-    return "malformed" in message or "not a database" in message
-
-
-def _is_contention(exc: sqlite3.Error) -> bool:
-    """Locked past the busy timeout, or the disk is full: skip the cache write, keep ingesting."""
-    code = _primary_code(exc)
-    if code is not None:
-        return code in (_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL)
-    return "locked" in str(exc).lower()
-
-
-class _UnusableFile(Exception):
-    """The file is a SQLite database, but not one this version of the cache can use."""
-
-
-@contextmanager
-def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    # IMMEDIATE takes the write lock up front (waiting up to the busy timeout), so a transaction never has to
-    # upgrade a read lock, which in WAL mode fails at once with SQLITE_BUSY instead of waiting.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                logger.debug("rollback failed", exc_info=True)
-        raise
-    conn.execute("COMMIT")
 
 
 def _tick(conn: sqlite3.Connection) -> int:
@@ -157,66 +95,9 @@ class EmbeddingCache:
         self.path = Path(path)
         self.max_entries = max_entries
         self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = self._connect()
+        self._conn: sqlite3.Connection | None = open_cache_file(self.path)
 
     # -- opening and recovery --------------------------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            return self._open()
-        except (sqlite3.DatabaseError, _UnusableFile) as exc:
-            if isinstance(exc, sqlite3.DatabaseError) and not _is_corruption(exc):
-                raise  # locked past the timeout, permissions, ...: the file may be fine, so leave it be
-            self._move_aside(exc)
-            return self._open()
-
-    def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
-        try:
-            # page_size and auto_vacuum only take effect on a new, empty file; elsewhere they are harmless.
-            conn.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-            conn.execute("PRAGMA journal_mode = WAL").fetchone()
-            # With WAL, NORMAL means a power cut may lose the last commits but cannot corrupt the file.
-            conn.execute("PRAGMA synchronous = NORMAL")
-            with _write_transaction(conn):
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version == 0:
-                    if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                        raise _UnusableFile("a SQLite database, but not an embedding cache")
-                    for statement in _SCHEMA:
-                        conn.execute(statement)
-                elif version != SCHEMA_VERSION:
-                    raise _UnusableFile(f"schema version {version}, this version reads {SCHEMA_VERSION}")
-            return conn
-        except BaseException:
-            conn.close()
-            raise
-
-    def _move_aside(self, reason: BaseException) -> Path:
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        n = 1
-        while target.exists():
-            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
-            n += 1
-        self.path.replace(target)
-        # The write-ahead log belongs to the bad file: replayed into a fresh one it would damage it.
-        for suffix in ("-wal", "-shm"):
-            side = self.path.with_name(self.path.name + suffix)
-            if side.exists():
-                side.replace(target.with_name(target.name + suffix))
-        logger.warning(
-            "embedding cache %s is unreadable (%s): moved it to %s and started an empty cache; "
-            "vectors will be recomputed as needed",
-            self.path,
-            reason,
-            target.name,
-        )
-        return target
 
     def _reset_after_corruption(self, exc: sqlite3.Error) -> sqlite3.Connection:
         if self._conn is not None:
@@ -226,8 +107,8 @@ class EmbeddingCache:
                 logger.debug("closing the corrupt cache failed", exc_info=True)
             self._conn = None
         if self.path.exists():
-            self._move_aside(exc)
-        self._conn = self._open()
+            move_aside(self.path, exc)
+        self._conn = open_database(self.path)
         return self._conn
 
     def _run(self, what: str, op: Callable[[sqlite3.Connection], _T], fallback: _T) -> _T:
@@ -238,18 +119,16 @@ class EmbeddingCache:
             try:
                 return op(self._conn)
             except sqlite3.DatabaseError as exc:
-                if _is_corruption(exc):
+                if is_corruption(exc):
                     return op(self._reset_after_corruption(exc))  # once more, on a fresh file
-                if _is_contention(exc):
+                if is_contention(exc):
                     logger.warning("embedding cache %s: %s skipped: %s", self.path, what, exc)
                     return fallback
                 raise
 
     # -- the cache -----------------------------------------------------------------------------------
 
-    def get_many(
-        self, embedder_id: str, texts: Sequence[str], *, dim: int | None = None
-    ) -> list[Vector | None]:
+    def get_many(self, embedder_id: str, texts: Sequence[str], *, dim: int | None = None) -> list[Vector | None]:
         """The cached vector of each text (aligned with `texts`), None for a miss; hits count as a use.
 
         A row is a miss when its dimension is not the embedder's current one (or `dim`, if given), or when
@@ -294,13 +173,11 @@ class EmbeddingCache:
 
     def _touch(self, conn: sqlite3.Connection, row_ids: list[int]) -> None:
         try:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 tick = _tick(conn)
-                conn.executemany(
-                    "UPDATE vectors SET last_used = ? WHERE id = ?", [(tick, i) for i in row_ids]
-                )
+                conn.executemany("UPDATE vectors SET last_used = ? WHERE id = ?", [(tick, i) for i in row_ids])
         except sqlite3.OperationalError as exc:
-            if not _is_contention(exc):
+            if not is_contention(exc):
                 raise
             logger.debug("embedding cache %s: use times not refreshed: %s", self.path, exc)
 
@@ -334,7 +211,7 @@ class EmbeddingCache:
             return
 
         def op(conn: sqlite3.Connection) -> None:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 embedder = self._embedder_for_write(conn, embedder_id, new_dim)
                 tick = _tick(conn)
                 conn.executemany(_UPSERT, ((embedder, key, new_dim, blob, tick) for key, blob in payload))
@@ -383,7 +260,7 @@ class EmbeddingCache:
         """Remove the vectors of `embedder_id`, or all of them; return how many rows were removed."""
 
         def op(conn: sqlite3.Connection) -> int:
-            with _write_transaction(conn):
+            with write_transaction(conn):
                 if embedder_id is None:
                     removed = conn.execute("DELETE FROM vectors").rowcount
                     conn.execute("DELETE FROM embedders")

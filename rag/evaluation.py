@@ -177,54 +177,64 @@ def load_insqabench(folder: Path, limit: int | None = None) -> PassageDataset:
         raise DatasetError(f"{folder} has neither {INSQA_OBJECTIVE} nor {INSQA_SUBJECTIVE}")
     corpus = _Corpus()
     queries: list[EvalQuery] = []
-
     if objective_path.is_file():
-        items = _read_json(objective_path)
-        if not isinstance(items, list):
-            raise DatasetError(f"{objective_path}: expected a JSON list of items, got {type(items).__name__}")
-        for n, item in enumerate(items, start=1):
-            item_id = item.get("id", n) if isinstance(item, dict) else n
-            prompt = None
-            if isinstance(item, dict):
-                prompt = item.get("input", item.get("prompt"))
-            parsed = _parse_objective_prompt(prompt) if isinstance(prompt, str) else None
-            if parsed is None:
-                raise DatasetError(
-                    f"{objective_path}: item {item_id} has no prompt ('input') with the markers "
-                    "这段文字来自的合同是：… 片段内容：… 用户提问：…"
-                )
-            contract, snippet, question = parsed
-            pid = corpus.add(snippet, contract)
-            queries.append(EvalQuery(id=f"objective-{item_id}", question=question, relevant_ids=frozenset({pid})))
-
+        queries += _insqa_objective(objective_path, corpus)
     if subjective_path.is_file():
-        contracts = _read_json(subjective_path)
-        if not isinstance(contracts, dict):
-            raise DatasetError(
-                f"{subjective_path}: expected an object {{contract: {{question: {{p, answer}}}}}}, "
-                f"got {type(contracts).__name__}"
-            )
-        for c, (contract, by_question) in enumerate(contracts.items(), start=1):
-            if not isinstance(by_question, dict):
-                raise DatasetError(f"{subjective_path}: contract {contract!r} does not map questions to items")
-            for q, (question, item) in enumerate(by_question.items(), start=1):
-                paragraph = item.get("p") if isinstance(item, dict) else None
-                if not isinstance(paragraph, str) or not paragraph.strip() or not question.strip():
-                    raise DatasetError(f"{subjective_path}: contract {contract!r}, question {q} has no paragraph p")
-                pid = corpus.add(paragraph, contract.strip())
-                queries.append(
-                    EvalQuery(
-                        id=f"subjective-{c}-{q}",
-                        question=question.strip(),
-                        relevant_ids=frozenset({pid}),
-                    )
-                )
-
+        queries += _insqa_subjective(subjective_path, corpus)
     return PassageDataset(
         name=folder.name,
         corpus=corpus.passages(),
         queries=queries if limit is None else queries[:limit],
     )
+
+
+def _insqa_objective(path: Path, corpus: _Corpus) -> list[EvalQuery]:
+    """The objective questions, each relevant to the evidence snippet of its prompt (added to `corpus`)."""
+    items = _read_json(path)
+    if not isinstance(items, list):
+        raise DatasetError(f"{path}: expected a JSON list of items, got {type(items).__name__}")
+    queries: list[EvalQuery] = []
+    for n, item in enumerate(items, start=1):
+        item_id = item.get("id", n) if isinstance(item, dict) else n
+        prompt = None
+        if isinstance(item, dict):
+            prompt = item.get("input", item.get("prompt"))
+        parsed = _parse_objective_prompt(prompt) if isinstance(prompt, str) else None
+        if parsed is None:
+            raise DatasetError(
+                f"{path}: item {item_id} has no prompt ('input') with the markers "
+                "这段文字来自的合同是：… 片段内容：… 用户提问：…"
+            )
+        contract, snippet, question = parsed
+        pid = corpus.add(snippet, contract)
+        queries.append(EvalQuery(id=f"objective-{item_id}", question=question, relevant_ids=frozenset({pid})))
+    return queries
+
+
+def _insqa_subjective(path: Path, corpus: _Corpus) -> list[EvalQuery]:
+    """The subjective questions, each relevant to its paragraph `p` (added to `corpus`)."""
+    contracts = _read_json(path)
+    if not isinstance(contracts, dict):
+        raise DatasetError(
+            f"{path}: expected an object {{contract: {{question: {{p, answer}}}}}}, got {type(contracts).__name__}"
+        )
+    queries: list[EvalQuery] = []
+    for c, (contract, by_question) in enumerate(contracts.items(), start=1):
+        if not isinstance(by_question, dict):
+            raise DatasetError(f"{path}: contract {contract!r} does not map questions to items")
+        for q, (question, item) in enumerate(by_question.items(), start=1):
+            paragraph = item.get("p") if isinstance(item, dict) else None
+            if not isinstance(paragraph, str) or not paragraph.strip() or not question.strip():
+                raise DatasetError(f"{path}: contract {contract!r}, question {q} has no paragraph p")
+            pid = corpus.add(paragraph, contract.strip())
+            queries.append(
+                EvalQuery(
+                    id=f"subjective-{c}-{q}",
+                    question=question.strip(),
+                    relevant_ids=frozenset({pid}),
+                )
+            )
+    return queries
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -3,7 +3,9 @@
 pdfplumber's table finder does the geometry (edges → intersections → cells); this module decides which
 drawn lines are table rules, turns the cells into a clean grid (spanned cells carried across and down,
 spacer columns and lone currency symbols folded away), finds the header rows and the caption, and lets the
-loader read the page text without the tables' regions so that no row is indexed twice.
+loader read the page text without the tables' regions so that no row is indexed twice. The rules are
+found in `rag.table_rules`, the grid is made in `rag.table_grid`; this module reads the pages and renders
+the rows.
 
 Only tables drawn with lines or cell backgrounds are found: whitespace-aligned text is left as text.
 Coordinates are PDF points from the page's top-left corner (pdfplumber's convention): (x0, top, x1, bottom).
@@ -12,23 +14,14 @@ Nothing here raises on a bad page: a page that cannot be read has no tables.
 
 from __future__ import annotations
 
-import bisect
-import itertools
-import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef"
-_CJK_END = re.compile(f"[{_CJK}]$")
-_CJK_START = re.compile(f"^[{_CJK}]")
-_CURRENCY = {"$", "€", "£", "¥", "￥", "₹", "US$", "HK$", "RMB", "INR", "USD"}
-# A data cell: a number, amount, percentage, code or a dash standing for zero.
-_NUMERIC = re.compile(r"^[\s$€£¥￥₹(（-]*[\d.,]+\s*[%％)）]*$|^[—–-]$")
-_SENTENCE_END = re.compile(r"[。；;，,、]$")
-_MIN_RULE = 2.0  # a rect thinner than this (points) is a rule, not a box
+from rag.table_grid import Grid, distinct
+from rag.table_rules import MIN_RULE, table_edges
+
 _MAX_CONTINUED_PAGES = 30  # how far back a table continued over pages is followed to its header
 
 
@@ -61,9 +54,9 @@ def find_tables(path: Path, page_numbers: Iterable[int] | None = None) -> list[T
     try:
         count = len(plumber.pages)
         wanted = sorted({n for n in (range(1, count + 1) if page_numbers is None else page_numbers) if 1 <= n <= count})
-        cache: dict[int, list[_Grid]] = {}
+        cache: dict[int, list[Grid]] = {}
 
-        def grids(number: int, depth: int = 0) -> list[_Grid]:
+        def grids(number: int, depth: int = 0) -> list[Grid]:
             if number not in cache:
                 page_grids = _page_grids(plumber, document, number)
                 if page_grids and not page_grids[0].header and number > 1 and depth < _MAX_CONTINUED_PAGES:
@@ -75,7 +68,7 @@ def find_tables(path: Path, page_numbers: Iterable[int] | None = None) -> list[T
 
         out: list[Table] = []
         for number in wanted:
-            out.extend(g.table() for g in grids(number) if g.rows)
+            out.extend(_table(g) for g in grids(number) if g.rows)
             for old in [n for n in cache if n < number]:  # pages are visited in order
                 del cache[old]
         return out
@@ -102,7 +95,7 @@ def row_text(table: Table, row: tuple[str, ...]) -> str:
         if value and i == 0 and j == len(row) and len(row) > 1:
             parts.append(value)  # one value across the whole row: a section title
         elif value:
-            heads = _distinct(table.header[k] for k in range(i, j) if k < len(table.header))
+            heads = distinct(table.header[k] for k in range(i, j) if k < len(table.header))
             head = " / ".join(heads) if len(heads) <= 3 else f"{heads[0]} … {heads[-1]}"
             parts.append(f"{head}: {value}" if head and head != value else value)
         i = j
@@ -159,7 +152,7 @@ def text_outside(path: Path, page_number: int, tables: Sequence[Table]) -> str:
 # --- one page -------------------------------------------------------------------------------------------
 
 
-def _page_grids(plumber: Any, document: Any, number: int) -> list[_Grid]:
+def _page_grids(plumber: Any, document: Any, number: int) -> list[Grid]:
     try:
         if not _may_hold_table(document, number):
             return []
@@ -182,9 +175,9 @@ def _may_hold_table(document: Any, number: int) -> bool:
         for obj in page.get_objects(filter=[raw.FPDF_PAGEOBJ_PATH], max_depth=2):
             left, bottom, right, top = obj.get_bounds()
             width, height = right - left, top - bottom
-            if width < _MIN_RULE * 2 and height > 8:
+            if width < MIN_RULE * 2 and height > 8:
                 rules += 1
-            elif width > _MIN_RULE and height > _MIN_RULE:
+            elif width > MIN_RULE and height > MIN_RULE:
                 boxes += 1  # a box, or a path drawing several rules (a grid in one path)
             if rules >= 2 or boxes >= 3:
                 return True
@@ -193,9 +186,9 @@ def _may_hold_table(document: Any, number: int) -> bool:
         page.close()
 
 
-def _find_grids(page: Any, number: int) -> list[_Grid]:
+def _find_grids(page: Any, number: int) -> list[Grid]:
     page = _dedupe_chars(page)
-    edges = _edges(page)
+    edges = table_edges(page)
     if not edges:
         return []
     settings = {
@@ -207,7 +200,7 @@ def _find_grids(page: Any, number: int) -> list[_Grid]:
     }
     grids = []
     for found in page.find_tables(settings):
-        grid = _Grid.build(page, number, found)
+        grid = Grid.build(page, number, found)
         if grid is not None:
             grids.append(grid)
     return grids
@@ -229,417 +222,6 @@ def _dedupe_chars(page: Any) -> Any:
     return page.filter(first)
 
 
-def _edges(page: Any) -> list[dict[str, Any]]:
-    """The lines that make up tables.
-
-    When the page has dark vertical rules (a grid drawn with lines), only dark rules count: shaded cells
-    drawn as filled boxes, often in several pieces, would otherwise split cells. Otherwise (tables drawn as
-    tiled cell backgrounds, as in EDGAR filings) every box edge counts, as in pdfplumber's default.
-    A set of vertical rules left open at the top or bottom (a table cut by a page break) is closed.
-    """
-    rules: list[dict[str, Any]] = []
-    boxes: list[dict[str, Any]] = []
-    for obj in list(page.rects) + list(page.lines):
-        x0, x1, top, bottom = obj["x0"], obj["x1"], obj["top"], obj["bottom"]
-        w, h = x1 - x0, bottom - top
-        if max(w, h) < _MIN_RULE:
-            continue  # a dot joining two pieces of a rule: it has no direction
-        if obj["object_type"] == "line" or min(w, h) < _MIN_RULE:
-            if not _dark(obj):
-                if obj["object_type"] == "rect":
-                    boxes.extend(_box_edges(obj))
-                continue
-            if w >= h:
-                y = (top + bottom) / 2
-                rules.append(_edge("h", x0, x1, y, y))
-            else:
-                x = (x0 + x1) / 2
-                rules.append(_edge("v", x, x, top, bottom))
-        else:
-            boxes.extend(_box_edges(obj))
-    vertical_rules = [e for e in rules if e["orientation"] == "v" and e["bottom"] - e["top"] > 8]
-    edges = rules if len(vertical_rules) >= 2 else rules + boxes
-    return edges + _closing_edges(edges)
-
-
-def _dark(obj: dict[str, Any]) -> bool:
-    color = obj.get("stroking_color") if obj.get("stroke") and not obj.get("fill") else obj.get("non_stroking_color")
-    if color is None:
-        return True
-    values = color if isinstance(color, list | tuple) else (color,)
-    try:
-        numbers = [float(v) for v in values]
-    except (TypeError, ValueError):
-        return True
-    if len(numbers) == 1:
-        return numbers[0] < 0.6
-    if len(numbers) == 3:
-        return sum(numbers) / 3 < 0.6
-    if len(numbers) == 4:  # CMYK
-        return numbers[3] > 0.4 or sum(numbers[:3]) / 3 > 0.6
-    return True
-
-
-def _box_edges(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    x0, x1, top, bottom = obj["x0"], obj["x1"], obj["top"], obj["bottom"]
-    return [
-        _edge("h", x0, x1, top, top),
-        _edge("h", x0, x1, bottom, bottom),
-        _edge("v", x0, x0, top, bottom),
-        _edge("v", x1, x1, top, bottom),
-    ]
-
-
-def _edge(orientation: str, x0: float, x1: float, top: float, bottom: float) -> dict[str, Any]:
-    return {
-        "object_type": "rule_edge",
-        "orientation": orientation,
-        "x0": x0,
-        "x1": x1,
-        "top": top,
-        "bottom": bottom,
-        "doctop": top,
-        "width": x1 - x0,
-        "height": bottom - top,
-    }
-
-
-def _closing_edges(edges: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Horizontal edges across the tops and bottoms of vertical rules that no horizontal edge closes."""
-    verticals = [e for e in _join_verticals(edges) if e["bottom"] - e["top"] > 8]
-    horizontals = [e for e in edges if e["orientation"] == "h"]
-    out = []
-    for key in ("top", "bottom"):
-        groups: dict[int, list[dict[str, Any]]] = {}
-        for e in verticals:
-            groups.setdefault(round(e[key] / 3), []).append(e)
-        for group in groups.values():
-            if len(group) < 2:
-                continue
-            y = sum(e[key] for e in group) / len(group)
-            x0, x1 = min(e["x0"] for e in group), max(e["x1"] for e in group)
-            closed = any(abs(h["top"] - y) <= 3 and h["x0"] <= x0 + 3 and h["x1"] >= x1 - 3 for h in horizontals)
-            if not closed:
-                out.append(_edge("h", x0, x1, y, y))
-    return out
-
-
-def _join_verticals(edges: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Vertical rules drawn in pieces (one per row) joined into whole rules."""
-    by_x: dict[int, list[dict[str, Any]]] = {}
-    for e in edges:
-        if e["orientation"] == "v":
-            by_x.setdefault(round(e["x0"]), []).append(e)
-    out = []
-    for pieces in by_x.values():
-        pieces.sort(key=lambda e: e["top"])
-        current = dict(pieces[0])
-        for e in pieces[1:]:
-            if e["top"] - current["bottom"] <= 3:
-                current["bottom"] = max(current["bottom"], e["bottom"])
-            else:
-                out.append(current)
-                current = dict(e)
-        out.append(current)
-    return out
-
-
-# --- cells to a grid ------------------------------------------------------------------------------------
-
-
-class _Grid:
-    """A table as a grid of logical columns; each slot holds the id of the cell covering it (or -1)."""
-
-    def __init__(self, page: Any, number: int, bbox: tuple[float, float, float, float]) -> None:
-        self.page = page
-        self.number = number
-        self.bbox = bbox
-        self.texts: list[str] = []
-        self.slots: list[list[int]] = []
-        self.cols: list[tuple[float, float]] = []  # the x extent of each column
-        self.header: tuple[str, ...] = ()
-        self.rows: list[list[str]] = []
-        self.caption: str | None = None
-
-    @classmethod
-    def build(cls, page: Any, number: int, found: Any) -> _Grid | None:
-        grid = cls(page, number, tuple(float(v) for v in found.bbox))  # type: ignore[arg-type]
-        if not grid._fill(found):
-            return None
-        grid._fold_currency()
-        grid._merge_columns()
-        grid._merge_rows()
-        if len(grid.slots) < 2 or len(grid.slots[0]) < 2:
-            return None  # one row or one column: a box around text, not a table
-        grid._split_header()
-        grid.caption = _caption(page, grid.bbox)
-        return grid
-
-    def _fill(self, found: Any) -> bool:
-        cells: list[tuple[float, float, float, float]] = list(found.cells)
-        if not cells:
-            return False
-        xs = _cluster([c[0] for c in cells] + [c[2] for c in cells])
-        ys = _cluster([c[1] for c in cells] + [c[3] for c in cells])
-        if len(xs) < 2 or len(ys) < 2:
-            return False
-        self.slots = [[-1] * (len(xs) - 1) for _ in range(len(ys) - 1)]
-        self.cols = list(itertools.pairwise(xs))
-        for cell_id, (x0, top, x1, bottom) in enumerate(cells):
-            c0, c1 = _index(xs, x0), _index(xs, x1)
-            r0, r1 = _index(ys, top), _index(ys, bottom)
-            for r in range(r0, max(r1, r0 + 1)):
-                for c in range(c0, max(c1, c0 + 1)):
-                    self.slots[r][c] = cell_id
-        self.texts = _cell_texts(self.page, len(cells), xs, ys, self.slots)
-        return any(self.texts)
-
-    def _fold_currency(self) -> None:
-        """A cell holding only "$" belongs to the amount in the next cell to its right."""
-        for row in self.slots:
-            for c, cell_id in enumerate(row):
-                if cell_id < 0 or self.texts[cell_id] not in _CURRENCY:
-                    continue
-                for nxt in row[c + 1 :]:
-                    if nxt != cell_id and nxt >= 0 and self.texts[nxt]:
-                        self.texts[nxt] = f"{self.texts[cell_id]}{self.texts[nxt]}".replace("$(", "($")
-                        self.texts[cell_id] = ""
-                        break
-
-    def _merge_columns(self) -> None:
-        """Drop empty columns, then join neighbouring columns that never hold two different non-empty cells
-        in one row (spacer columns, columns split by a shaded box or a currency sign)."""
-        self._drop_empty()
-        c = 0
-        while self.slots and c < len(self.slots[0]) - 1:
-            if all(self._compatible(row[c], row[c + 1]) for row in self.slots):
-                for row in self.slots:
-                    keep = row[c] if row[c] >= 0 and self.texts[row[c]] else row[c + 1]
-                    row[c : c + 2] = [keep]
-                self.cols[c : c + 2] = [(self.cols[c][0], self.cols[c + 1][1])]
-            else:
-                c += 1
-        self._drop_empty()
-
-    def _drop_empty(self) -> None:
-        self.slots = [row for row in self.slots if any(i >= 0 and self.texts[i] for i in row)]
-        if self.slots:
-            used = [any(row[c] >= 0 and self.texts[row[c]] for row in self.slots) for c in range(len(self.slots[0]))]
-            self.slots = [[i for i, u in zip(row, used, strict=True) if u] for row in self.slots]
-            self.cols = [col for col, u in zip(self.cols, used, strict=True) if u]
-
-    def _merge_rows(self) -> None:
-        """Join neighbouring rows that never hold two different non-empty cells in one column (a row cut in
-        two by a shaded box)."""
-        r = 0
-        while r < len(self.slots) - 1:
-            upper, lower = self.slots[r], self.slots[r + 1]
-            if all(self._compatible(a, b) for a, b in zip(upper, lower, strict=True)):
-                self.slots[r] = [a if a >= 0 and self.texts[a] else b for a, b in zip(upper, lower, strict=True)]
-                del self.slots[r + 1]
-            else:
-                r += 1
-
-    def _compatible(self, a: int, b: int) -> bool:
-        return a == b or a < 0 or b < 0 or not self.texts[a] or not self.texts[b]
-
-    def _values(self, row: list[int]) -> list[str]:
-        return [self.texts[i] if i >= 0 else "" for i in row]
-
-    def _split_header(self) -> None:
-        """Header rows: the first row unless it looks like data, and the rows below it that a header cell
-        spans down into, or that split a header cell spanning several columns (a two-level header)."""
-        values = [self._values(row) for row in self.slots]
-        first = values[0]
-        filled = [v for v in first if v]
-        if (
-            not filled
-            or sum(bool(_NUMERIC.match(v)) for v in filled) > len(filled) / 3
-            or (len(first) > 2 and not any(first[1:]))  # a section title such as "ASSETS", not a header
-        ):
-            self.rows = values
-            self.header = self._header_above()
-            return
-        depth = 1
-        while depth < min(3, len(self.slots) - 1):
-            above, below = self.slots[depth - 1], self.slots[depth]
-            spans_down = any(a == b and a >= 0 and self.texts[a] for a, b in zip(above, below, strict=True))
-            splits = any(
-                above[c] == above[c + 1] and above[c] >= 0 and below[c] != below[c + 1] for c in range(len(above) - 1)
-            )
-            if not (spans_down or splits):
-                break
-            depth += 1
-        header = []
-        for c in range(len(self.slots[0])):
-            header.append(" ".join(_distinct(values[r][c] for r in range(depth))))
-        self.header = tuple(header)
-        self.rows = values[depth:]
-
-    def _header_above(self) -> tuple[str, ...]:
-        """Column heads printed above a table drawn without its header (financial statements: the years
-        over the amounts): the words within a few lines above, under each column but the first."""
-        x0, top, x1, _ = self.bbox
-        if top < 5 or len(self.cols) < 2:
-            return ()
-        region = self.page.crop((x0, max(0.0, top - 36), x1, top), strict=False)
-        words = region.extract_words()
-        value_cols = self.cols[1:]
-
-        def in_values(w: dict[str, Any]) -> bool:
-            return any(c0 - 2 <= w["x0"] and w["x1"] <= c1 + 2 for c0, c1 in value_cols)
-
-        lines: dict[int, list[dict[str, Any]]] = {}
-        for w in words:
-            lines.setdefault(round(w["top"] / 3), []).append(w)
-        kept: list[dict[str, Any]] = []
-        # the nearest line, and the lines above it while they sit over the amounts only
-        for n, key in enumerate(sorted(lines, reverse=True)):
-            if n and not all(in_values(w) for w in lines[key]):
-                break
-            kept.extend(w for w in lines[key] if in_values(w))
-        heads = []
-        for c0, c1 in self.cols:
-            inside = [w for w in kept if c0 <= (w["x0"] + w["x1"]) / 2 <= c1]
-            inside.sort(key=lambda w: (round(w["top"]), w["x0"]))
-            heads.append(" ".join(w["text"] for w in inside))
-        if sum(bool(h) for h in heads[1:]) < max(1, (len(heads) - 1) / 2):
-            return ()
-        heads[0] = ""
-        return tuple(heads)
-
-    def continue_from(self, previous: _Grid) -> None:
-        """Take the header of the previous page's table if every column here lies under one of its columns;
-        a column of the previous table that is blank here but inside this table's frame (a cell spanning
-        down across the page break) keeps the previous table's last value."""
-        mapping: list[int] = []
-        for x0, x1 in self.cols:
-            centre = (x0 + x1) / 2
-            hits = [p for p, (p0, p1) in enumerate(previous.cols) if p0 - 2 <= centre <= p1 + 2]
-            if len(hits) != 1 or hits[0] in mapping:
-                return
-            mapping.append(hits[0])
-        last = previous.rows[-1] if previous.rows else [""] * len(previous.cols)
-        rows = []
-        for r, values in enumerate(self.rows):
-            row = []
-            for p, (p0, p1) in enumerate(previous.cols):
-                if p in mapping:
-                    c = mapping.index(p)
-                    top_cell = self.slots[0][c]
-                    spans_from_top = top_cell >= 0 and not self.texts[top_cell] and self.slots[r][c] == top_cell
-                    row.append(last[p] if spans_from_top else values[c])
-                elif self.bbox[0] - 2 <= p0 and p1 <= self.bbox[2] + 2:
-                    row.append(last[p])
-                else:
-                    row.append("")
-            rows.append(row)
-        self.rows = rows
-        self.cols = list(previous.cols)
-        self.header = previous.header
-        self.caption = previous.caption
-
-    def table(self) -> Table:
-        rows = tuple(tuple(r) for r in self.rows if any(r))
-        return Table(self.number, self.caption, self.header, rows, self.bbox)
-
-
-def _cell_texts(page: Any, count: int, xs: list[float], ys: list[float], slots: list[list[int]]) -> list[str]:
-    """The text of each cell: the characters whose centre is inside it."""
-    buckets: list[list[dict[str, Any]]] = [[] for _ in range(count)]
-    x0, x1, top, bottom = xs[0], xs[-1], ys[0], ys[-1]
-    for ch in page.chars:
-        if ch["text"].isspace() and ch["text"] != " ":
-            continue
-        cx, cy = (ch["x0"] + ch["x1"]) / 2, (ch["top"] + ch["bottom"]) / 2
-        if not (x0 <= cx <= x1 and top <= cy <= bottom):
-            continue
-        r = min(max(bisect.bisect_right(ys, cy) - 1, 0), len(slots) - 1)
-        c = min(max(bisect.bisect_right(xs, cx) - 1, 0), len(slots[0]) - 1)
-        if slots[r][c] >= 0:
-            buckets[slots[r][c]].append(ch)
-    return [_chars_text(b) for b in buckets]
-
-
-def _chars_text(chars: list[dict[str, Any]]) -> str:
-    if not chars:
-        return ""
-    chars = sorted(chars, key=lambda c: (c["top"], c["x0"]))
-    lines: list[list[dict[str, Any]]] = []
-    for ch in chars:
-        if lines and abs(ch["top"] - lines[-1][0]["top"]) <= max(2.0, 0.5 * (ch["bottom"] - ch["top"])):
-            lines[-1].append(ch)
-        else:
-            lines.append([ch])
-    texts = []
-    for line in lines:
-        line.sort(key=lambda c: c["x0"])
-        out = ""
-        for prev, ch in zip([None, *line], line, strict=False):
-            size = ch.get("size") or (ch["bottom"] - ch["top"]) or 10
-            gap = prev is not None and ch["x0"] - prev["x1"] > 0.15 * size
-            if gap and not (_CJK_END.search(out) or _CJK_START.match(ch["text"])):
-                out += " "
-            out += ch["text"]
-        out = re.sub(r"\s+", " ", out)
-        texts.append(re.sub(rf"(?<=[{_CJK}]) (?=[{_CJK}])", "", out).strip())
-    return join_lines(texts)
-
-
-def join_lines(lines: Iterable[str]) -> str:
-    """Join the lines of a cell: nothing between Chinese characters, a space between words, and a word
-    hyphenated at the line end made whole."""
-    out = ""
-    for line in (s.strip() for s in lines):
-        if not line:
-            continue
-        if not out:
-            out = line
-        elif _CJK_END.search(out) or _CJK_START.match(line):
-            out += line
-        elif out.endswith("-") and line[:1].islower():
-            out = out[:-1] + line
-        else:
-            out += " " + line
-    return unicodedata.normalize("NFC", out)
-
-
-def _caption(page: Any, bbox: tuple[float, float, float, float]) -> str | None:
-    """The text line just above the table if it reads like a title: short, not the end of a sentence."""
-    top = bbox[1]
-    if top < 2:
-        return None
-    region = page.crop((0, max(0.0, top - 30), page.width, top - 1), strict=False)
-    words = region.extract_words(keep_blank_chars=True, use_text_flow=False)
-    if not words:
-        return None
-    last_top = max(w["top"] for w in words)
-    line = " ".join(w["text"] for w in sorted(words, key=lambda w: w["x0"]) if abs(w["top"] - last_top) <= 2)
-    line = re.sub(r"\s+", " ", line).strip()
-    line = re.sub(rf"(?<=[{_CJK}]) (?=[{_CJK}])", "", line)
-    if not line or len(line) > 80 or _SENTENCE_END.search(line) or not re.search(rf"[A-Za-z{_CJK}]", line):
-        return None
-    if re.fullmatch(r"[\d\s.,/-]+|page \d+.*|table of contents", line, re.IGNORECASE):
-        return None
-    return line
-
-
-def _cluster(values: list[float], tolerance: float = 1.5) -> list[float]:
-    out: list[float] = []
-    for v in sorted(values):
-        if out and v - out[-1] <= tolerance:
-            continue
-        out.append(v)
-    return out
-
-
-def _index(points: list[float], value: float) -> int:
-    return min(range(len(points)), key=lambda i: abs(points[i] - value))
-
-
-def _distinct(values: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for v in values:
-        if v and v not in out:
-            out.append(v)
-    return out
+def _table(grid: Grid) -> Table:
+    rows = tuple(tuple(r) for r in grid.rows if any(r))
+    return Table(grid.number, grid.caption, grid.header, rows, grid.bbox)

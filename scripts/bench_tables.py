@@ -40,7 +40,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import table
 
-from rag.tables import find_tables, join_lines
+from rag.table_grid import join_lines
+from rag.tables import find_tables
 
 OCC = "policies_zh/中华联合人寿职业类别分类表.pdf"
 BAJAJ = "policies_en/BAJHLIP23020V012223_BajajAllianz_GlobalHealthCare_PolicyWordings.pdf"

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import rag.lexical as lexical
 from rag.evaluation import PassageDataset, load_insqabench, passage_metrics, summarise
-from rag.lexical import LexicalIndex, Tokenizer
+from rag.lexical import LexicalIndex
+from rag.lexical_tokens import Tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "eval"

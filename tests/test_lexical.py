@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rag.evaluation import load_insqabench, passage_metrics, summarise
-from rag.lexical import LexicalIndex, Tokenizer, tokenize
+from rag.lexical import LexicalIndex
+from rag.lexical_tokens import Tokenizer, tokenize
 
 EVAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "eval" / "insqabench"
 

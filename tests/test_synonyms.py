@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.lexical import LexicalIndex, tokenize
+from rag.lexical import LexicalIndex
+from rag.lexical_tokens import tokenize
 from rag.synonyms import expand_query, load_synonyms, parse_synonyms, to_simplified
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.tables import Table, find_tables, join_lines, row_text, text_outside
+from rag.table_grid import join_lines
+from rag.tables import Table, find_tables, row_text, text_outside
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 OCCUPATION = EVAL / "policies_zh" / "中华联合人寿职业类别分类表.pdf"

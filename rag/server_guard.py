@@ -1,0 +1,111 @@
+"""The HTTP server's guard, in front of the FastAPI app: bearer auth (when RAG_SERVER_API_KEY is set),
+request-size limits, and a JSON body `{"error": {"message", "type"}}` for any error the app lets through
+(unexpected ones as a 500 with a generic message; the traceback goes to the server log, never to the client).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from rag.config import Settings
+
+__all__ = ["PUBLIC_PATHS", "ApiError", "GuardMiddleware", "error_body"]
+
+logger = logging.getLogger("rag.server")
+
+PUBLIC_PATHS = frozenset({"/healthz"})
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, raised by the endpoints themselves."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+
+def error_body(message: str, kind: str) -> dict[str, Any]:
+    """The JSON body of every error the server sends."""
+    return {"error": {"message": message, "type": kind}}
+
+
+class GuardMiddleware:
+    """Bearer auth (when RAG_SERVER_API_KEY is set), request-size limits, and JSON for any unhandled error."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        key = settings.server_api_key
+        self._key = key.get_secret_value().encode() if key is not None else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if self._key is not None and path not in PUBLIC_PATHS and not self._authorised(headers):
+            await _send_json(
+                send,
+                401,
+                error_body("missing or wrong API key: send 'Authorization: Bearer <key>'", "auth_error"),
+                {"www-authenticate": "Bearer"},
+            )
+            return
+        limit = self.settings.max_upload_bytes if path.endswith("/ingest") else self.settings.max_request_bytes
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _send_json(send, 413, error_body(f"request body exceeds {limit} bytes", "request_too_large"))
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise ApiError(413, f"request body exceeds {limit} bytes", "request_too_large")
+            return message
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except ApiError as exc:
+            if not started:
+                await _send_json(send, exc.status, error_body(str(exc), exc.kind))
+        except Exception:
+            logger.exception("unexpected error on %s %s", scope.get("method"), path)
+            if not started:
+                await _send_json(send, 500, error_body("internal server error (see the server log)", "server_error"))
+
+    def _authorised(self, headers: dict[str, str]) -> bool:
+        assert self._key is not None
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self._key)
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> None:
+    payload = json.dumps(body, ensure_ascii=False).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in (extra or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
