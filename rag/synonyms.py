@@ -69,15 +69,22 @@ def _matchers() -> tuple[tuple[Any, SynonymGroup], ...]:
 
 def expand_query(text: str) -> list[str]:
     """The document terms of every group whose customer term occurs in `text`, in the map's order,
-    without repeats and without the terms `text` already holds."""
+    without repeats and without the terms `text` already holds. A Chinese customer term inside a longer one
+    that also occurs yields to it: 能理赔吗 (is it covered) is not 理赔 (how to claim)."""
     question = to_simplified(text).lower()
-    seen: dict[str, None] = {}
+    matched = []
     for matcher, group in _matchers():
         found = matcher in question if isinstance(matcher, str) else matcher.search(question) is not None
         if found:
-            for term in group.document:
-                if term not in question:
-                    seen.setdefault(term, None)
+            matched.append((matcher, group))
+    longer = [m for m, _ in matched if isinstance(m, str)]
+    seen: dict[str, None] = {}
+    for matcher, group in matched:
+        if isinstance(matcher, str) and any(matcher != other and matcher in other for other in longer):
+            continue
+        for term in group.document:
+            if term not in question:
+                seen.setdefault(term, None)
     return list(seen)
 
 

@@ -109,3 +109,10 @@ def test_expansion_finds_the_clause_in_the_documents_words() -> None:
     assert index.search("出险了要报案吗", 3, expand=False) == []
     hits = index.search("出险了要报案吗", 3)
     assert hits and hits[0][0] == "notice"
+
+
+def test_a_customer_term_inside_a_longer_one_yields_to_it() -> None:
+    """能理赔吗 asks whether something is covered; 理赔 alone is how to claim."""
+    covered = expand_query("蹦极受伤了能理赔吗")
+    assert "责任免除" in covered and "保险金申请" not in covered
+    assert "保险金申请" in expand_query("出险了怎么理赔")
