@@ -53,13 +53,7 @@ def answer_question(
     searcher = searcher or Index(settings).searcher()
     k = top_k or settings.top_k
     retrieval_mode = mode or settings.retrieval_mode
-    optimisation: dict[str, Any] | None = None
-    if (settings.query_rewrite or settings.llm_rerank) and settings.llm_configured():
-        from rag import query_llm  # rewritten queries only drive retrieval: gate and answer keep `question`
-
-        hits, optimisation = query_llm.search(question, settings, searcher, k, retrieval_mode, source, model=model)
-    else:
-        hits = searcher.search(question, k, retrieval_mode, source)
+    hits, optimisation = _retrieve(question, settings, searcher, k, retrieval_mode, source, model)
     timings["retrieve_s"] = round(time.perf_counter() - started, 6)
     passages = to_passages(hits, searcher.manifest.sources_of)
     decision = gate(question, hits, settings, searcher)
@@ -81,16 +75,7 @@ def answer_question(
         retrieval_mode=retrieval_mode,
         top_k=k,
         source_filter=source,
-        chunks=tuple(
-            {
-                "n": p.n,
-                "chunk_id": p.chunk_id,
-                "score": p.score,
-                "dense_score": h.dense_score,
-                "lexical_score": h.lexical_score,
-            }
-            for p, h in zip(passages, hits, strict=True)
-        ),
+        chunks=tuple(_scores_of(p, h) for p, h in zip(passages, hits, strict=True)),
         refusal={"top_dense_score": top_dense_score(hits), **decision.to_dict()},
         mode=answer.mode,
         request_sha256=call.request_sha256 if call else None,
@@ -106,6 +91,33 @@ def answer_question(
     if settings.audit_log is not None:
         append_audit_log(settings.audit_log, answer)
     return answer
+
+
+def _retrieve(
+    question: str,
+    settings: Settings,
+    searcher: Searcher,
+    k: int,
+    mode: RetrievalMode,
+    source: str | None,
+    model: str | None,
+) -> tuple[list[Hit], dict[str, Any] | None]:
+    """The hits for `question`, through the optional LLM rewrite and rerank when a model is configured."""
+    if (settings.query_rewrite or settings.llm_rerank) and settings.llm_configured():
+        from rag import query_llm  # rewritten queries only drive retrieval: gate and answer keep `question`
+
+        return query_llm.search(question, settings, searcher, k, mode, source, model=model)
+    return searcher.search(question, k, mode, source), None
+
+
+def _scores_of(passage: Passage, hit: Hit) -> dict[str, Any]:
+    return {
+        "n": passage.n,
+        "chunk_id": passage.chunk_id,
+        "score": passage.score,
+        "dense_score": hit.dense_score,
+        "lexical_score": hit.lexical_score,
+    }
 
 
 @dataclass(frozen=True)
