@@ -98,7 +98,8 @@ def split_pages(pages: Iterable[Page], doc_sha256: str, chunk_size: int, chunk_o
         else:
             points = walker.walk(text)
         for start, end in _pieces(text, points, kind, chunk_size, chunk_overlap):
-            active = [p for p in points if p.offset <= _content_start(text, points, start, end)]
+            content = _content_start(text, points, start, end)
+            active = [p for p in points if p.offset <= content]
             if active:
                 path, label = active[-1].path, active[-1].label
             inside = tuple((p.offset - start, p.label) for p in points if start < p.offset < end)
