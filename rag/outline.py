@@ -20,7 +20,7 @@ from rag.text import LEVEL_CHAPTER, LEVEL_CLAUSE, LEVEL_ITEM, HeadingMatch, clas
 _INLINE_EXCLUSION = re.compile(r"(?<=\S)\s+(?=\d{1,2}\)\s+[^()\n]{2,80}?\(\s*Code\s*[-–:]?\s*Excl\s*\d+\s*\))")
 _AFTER_EXCLUSION = re.compile(r"(\(\s*Code\s*[-–:]?\s*Excl\s*\d+\s*\))[ \t]+(?=\S)", re.IGNORECASE)
 _INLINE_SECTION = re.compile(r"(?<=\S)\s+(?=SECTION\s+[A-Z]\)\s+[A-Z]{3,})")
-# Front matter: a table of contents (dotted leaders), a reading guide, a cover.
+# Front matter: a table of contents (dotted leaders) or a reading guide.
 _LEADERS = re.compile(r"(?:\.{5,}|…{3,}|·{5,}|\. \. \. \.)")
 _FRONT_TITLES = re.compile(
     r"^\s*(?:条款目录|目\s*录|阅读指引|Contents|Table of Contents|CONTENTS|TABLE OF CONTENTS|Index|INDEX)\s*$",
