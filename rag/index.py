@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 # The version of the loaders and the chunker. Bump it whenever a change gives other chunks for the same
 # file: an index built before then asks for a re-ingest instead of mixing old chunks with new ones.
-CHUNKER_VERSION = 2
+CHUNKER_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from rag.text import is_cjk
+
 AnswerMode = Literal["llm", "extractive", "refused"]
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
 # What a chunk holds: clause text, front matter (cover, reading guide, table of contents), table rows, or one
@@ -25,6 +27,11 @@ def clause_at(spans: tuple[tuple[int, str], ...], offset: int, default: str | No
             break
         label = span_label
     return label
+
+
+def _mostly_chinese(text: str) -> bool:
+    sample = text[:400]
+    return sum(1 for ch in sample if is_cjk(ch)) >= 0.3 * max(1, len(sample.replace(" ", "")))
 
 
 @dataclass(frozen=True)
@@ -72,8 +79,10 @@ class Chunk:
 
     def retrieval_text(self, heading_context: bool = True) -> str:
         """What is embedded and indexed for the chunk: its text, after its heading path when `heading_context`
-        (the path without the clause heading the text itself starts with)."""
-        if not heading_context or not self.heading_path:
+        (the path without the clause heading the text itself starts with). Chinese text keeps no path: on our
+        customer sets the path lifted English page hit@5 from 89.8% to 98.0% but cost Chinese page hit@1,
+        clause and fact hit 2–5 points each (README, "Answer quality")."""
+        if not heading_context or not self.heading_path or _mostly_chinese(self.text):
             return self.text
         path = [step for step in self.heading_path if not self.text.lstrip("# ").startswith(step)]
         return f"{PATH_SEPARATOR.join(path)}\n{self.text}" if path else self.text
