@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 GROUP_CHARS = 60_000
 # A section of at most this many tokens is a heading with next to nothing under it: it joins the next one.
 TINY_SECTION = 24
+# Within this many tokens of the chunk size, a packed chunk is counted exactly rather than by its parts' sum.
+PACKING_MARGIN = 16
 
 SEPARATORS = [
     rf"\n(?={CLAUSE_START})",  # a new clause or heading
@@ -161,20 +163,26 @@ def _pieces(
     sections = [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1) if text[bounds[i] : bounds[i + 1]].strip()]
     opens_chapter = {p.offset for p in points if p.level <= LEVEL_CHAPTER or p.heading.question}
     current: tuple[int, int] | None = None
+    current_tokens = 0
     for start, end in sections:
         if kind == "table":  # rows: one section; packed by the splitter at row ends
             yield from _split(text, start, end, chunk_size, 0)
             continue
+        tokens = _length(text[start:end])
         if current is not None:
             # a heading with (almost) nothing under it yet goes with what follows, never alone
-            tiny = _length(text[current[0] : current[1]]) <= TINY_SECTION
-            fits = _length(text[current[0] : end]) <= chunk_size
+            tiny = current_tokens <= TINY_SECTION
+            # the sum of the parts, counted exactly only near the limit (BPE is not additive, but close):
+            # counting the growing chunk again at every section made packing quadratic in its sections
+            merged = current_tokens + tokens
+            if chunk_size - PACKING_MARGIN < merged <= chunk_size + PACKING_MARGIN:
+                merged = _length(text[current[0] : end])
             opens_new = start in opens_chapter or _is_question(points, start)
-            if tiny or (fits and not opens_new):
-                current = (current[0], end)
+            if tiny or (merged <= chunk_size and not opens_new):
+                current, current_tokens = (current[0], end), merged
                 continue
             yield from _split(text, *current, chunk_size, chunk_overlap)
-        current = (start, end)
+        current, current_tokens = (start, end), tokens
     if current is not None:
         yield from _split(text, *current, chunk_size, chunk_overlap)
 
