@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     rrf_dense_weight_zh: float = Field(default=0.3, ge=0.0)
     rrf_lexical_weight: float = Field(default=1.0, ge=0.0)
     candidate_depth: int = Field(default=50, ge=1)
+    # also add the customer words' document words to the question that is embedded (the lexical query always has
+    # them); measured on our customer sets and InsQABench (README, "Answer quality")
+    dense_synonyms: bool = False
     # Query optimisation with the chat model (README, "Query optimisation"); each costs one extra call per question.
     query_rewrite: bool = False  # restate the question in the documents' words, split compound questions
     llm_rerank: bool = False  # let the model reorder the top `rerank_depth` fused hits

@@ -61,7 +61,7 @@ def run_retrieval_eval(
         try:
             _build(dataset, index, log)
         except IndexMismatchError as exc:  # built by another version or settings: rebuild, vectors from the cache
-            log(f"{exc.args[0].split(' (')[0]} by other settings: rebuilding it (cached vectors are reused)")
+            log(f"{index.root} was built by other settings or another chunker version: rebuilding it ({exc})")
             _forget_all_but_the_cache(index)
             _build(dataset, index, log)
         embed_seconds = time.perf_counter() - started

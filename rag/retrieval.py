@@ -76,9 +76,19 @@ class Searcher:
     def embed_questions(self, questions: Sequence[str]) -> None:
         """Embed many questions at once into the cache, so that later searches for them only look vectors up."""
         if self._cache_queries:
-            unique = sorted(set(questions))
+            unique = sorted({self._dense_query(question) for question in questions})
             for start in range(0, len(unique), 64):
                 self.index.embedder.embed_queries(unique[start : start + 64], cached=True)
+
+    def _dense_query(self, question: str) -> str:
+        """The text embedded for `question`: itself, followed by the documents' words for its customer words
+        when RAG_DENSE_SYNONYMS is on."""
+        if not self.settings.dense_synonyms:
+            return question
+        from rag.synonyms import expand_query
+
+        extra = expand_query(question)
+        return f"{question} {' '.join(extra)}" if extra else question
 
     def search(self, question: str, k: int, mode: RetrievalMode = "dense", source: str | None = None) -> list[Hit]:
         """The `k` best chunks for `question`. Front matter (a contents page, a reading guide) ranks below
@@ -89,7 +99,7 @@ class Searcher:
         depth = max(wanted, self.settings.candidate_depth) if mode == "hybrid" else wanted
         dense: list[Hit] = []
         if mode != "lexical":
-            vector = self.index.embedder.embed_queries([question], cached=self._cache_queries)[0]
+            vector = self.index.embedder.embed_queries([self._dense_query(question)], cached=self._cache_queries)[0]
             dense = self.store.query(vector, depth, source=source)
         if mode == "dense":
             return _front_matter_last(dense, question)[:k]
