@@ -274,9 +274,13 @@ class Index:
             raise IndexMissingError(f"the index at {self.root} is empty: run `rag ingest PATH...` first")
         self.check_fingerprint(manifest.fingerprint)
         if self.layout.in_progress.exists():  # an ingest is under way, or was killed
-            from rag.health import check_loadable_in_child
+            from rag.lock import running_writer
 
-            check_loadable_in_child(self.layout.chroma)
+            # Only after a killed run: while a writer is at work its saves would look like damage to the check
+            if running_writer(self.layout.lock) is None:
+                from rag.health import check_loadable_in_child
+
+                check_loadable_in_child(self.layout.chroma)
         return manifest, self.open_store(create=False)
 
     def saved_lexical(self) -> Path | None:

@@ -50,3 +50,22 @@ def _read_pid(fd: int) -> int | None:
         return int(text) if text else None
     except (OSError, ValueError):
         return None
+
+
+def running_writer(path: Path) -> int | None:
+    """The pid of the process that holds the writer lock `path` now, read without taking the lock; None when
+    no live process is named there (none holds it, or the one named died, as a killed ingest does)."""
+    try:
+        text = Path(path).read_text(encoding="ascii", errors="replace").strip()
+        pid = int(text) if text else None
+    except (OSError, ValueError):
+        return None
+    if pid is None or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, owned by another user
+        return pid
+    return pid
