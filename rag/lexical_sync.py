@@ -88,7 +88,15 @@ def catch_up(
         index = index.remove(gone)
     if new_ids:
         # One upsert: each one re-merges the whole index, so several would cost more than they save.
-        chunks = [c for start in range(0, len(new_ids), 1000) for c in store.get_chunks(new_ids[start : start + 1000])]
-        texts = [c.retrieval_text(heading_context) for c in chunks]
-        index = index.upsert([c.id for c in chunks], texts, [c.source for c in chunks])
+        # Only what is indexed is kept, batch by batch: the chunks themselves (text and metadata) would double the
+        # memory of a large catch-up (a 50 MB file) for nothing.
+        ids: list[str] = []
+        texts: list[str] = []
+        sources: list[str] = []
+        for start in range(0, len(new_ids), 1000):
+            for chunk in store.get_chunks(new_ids[start : start + 1000]):
+                ids.append(chunk.id)
+                texts.append(chunk.retrieval_text(heading_context))
+                sources.append(chunk.source)
+        index = index.upsert(ids, texts, sources)
     return index, bool(gone or new_ids)

