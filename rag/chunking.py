@@ -177,7 +177,7 @@ def _pieces(
             merged = current_tokens + tokens
             if chunk_size - PACKING_MARGIN < merged <= chunk_size + PACKING_MARGIN:
                 merged = _length(text[current[0] : end])
-            opens_new = start in opens_chapter or _is_question(points, start)
+            opens_new = start in opens_chapter  # a new chapter or a FAQ question
             if tiny or (merged <= chunk_size and not opens_new):
                 current, current_tokens = (current[0], end), merged
                 continue
@@ -185,10 +185,6 @@ def _pieces(
         current, current_tokens = (start, end), tokens
     if current is not None:
         yield from _split(text, *current, chunk_size, chunk_overlap)
-
-
-def _is_question(points: list[OutlinePoint], offset: int) -> bool:
-    return any(p.offset == offset and p.heading.question for p in points)
 
 
 def _split(text: str, start: int, end: int, chunk_size: int, chunk_overlap: int) -> Iterator[tuple[int, int]]:
