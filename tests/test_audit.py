@@ -19,11 +19,12 @@ from typer.testing import CliRunner
 from rag.cli import app
 from rag.config import Settings
 from rag.errors import ConfigError
+from rag.gate import REFUSAL_TEXT
 from rag.index import Index
 from rag.ingest import ingest_paths
 from rag.numbers import find_numbers, numbers_match
 from rag.prompts import SAFETY_MARGIN, count_message_tokens, pack_passages, sentence_ends
-from rag.qa import REFUSAL_TEXT, answer_question, request_sha256
+from rag.qa import answer_question, request_sha256
 from rag.records import Answer, Passage
 from rag.retrieval import Searcher
 
