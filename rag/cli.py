@@ -68,8 +68,15 @@ def _fail(message: str, kind: str, code: int, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps({"error": {"message": message, "type": kind}}, ensure_ascii=False))
     else:
-        typer.echo(f"error: {message}", err=True)
+        _say(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def _say(text: str, err: bool = False) -> None:
+    """Print for a terminal: a document's escape sequences are shown, never obeyed (rag.text.terminal_safe)."""
+    from rag.text import terminal_safe
+
+    typer.echo(terminal_safe(text), err=err)
 
 
 def _print_json(data: Any) -> None:
@@ -180,23 +187,23 @@ def ask(
         _print_json(answer.to_dict())
         return
     if answer.mode == "extractive":
-        typer.echo("Extractive answer (no chat model configured; set OPENAI_API_KEY or OPENAI_BASE_URL):")
-    typer.echo(answer.answer)
+        _say("Extractive answer (no chat model configured; set OPENAI_API_KEY or OPENAI_BASE_URL):")
+    _say(answer.answer)
     for warning in answer.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        _say(f"warning: {warning}", err=True)
     if answer.citations:
-        typer.echo("\nSources:")
+        _say("\nSources:")
         for citation in answer.citations:
             clause = f", {citation.clause}" if citation.clause else ""
             also = [other for other in citation.sources if other != citation.source]
             copies = f" (same content: {', '.join(also)})" if also else ""
-            typer.echo(f"  [{citation.n}] {citation.source}, page {citation.page}{clause}{copies}")
+            _say(f"  [{citation.n}] {citation.source}, page {citation.page}{clause}{copies}")
     if answer.mode == "refused" and answer.passages:
-        typer.echo("\nNearest passages:")
+        _say("\nNearest passages:")
         for passage in answer.passages:
             snippet = " ".join(passage.text.split())
             snippet = snippet if len(snippet) <= 80 else snippet[:79] + "…"
-            typer.echo(f"  [{passage.n}] {passage.source}, page {passage.page} (score {passage.score:.3f}): {snippet}")
+            _say(f"  [{passage.n}] {passage.source}, page {passage.page} (score {passage.score:.3f}): {snippet}")
 
 
 @app.command()
@@ -209,7 +216,7 @@ def status(index: IndexOption = None, as_json: JsonOption = False, debug: DebugO
     if as_json:
         _print_json(data)
         return
-    typer.echo(
+    _say(
         f"index {data['index']}: {data['documents']} documents ({data['files']} files), {data['chunks']} chunks; "
         f"embedder {data['embedder']}; settings {json.dumps(data['settings'], ensure_ascii=False)}"
     )

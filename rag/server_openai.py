@@ -102,6 +102,7 @@ def add_openai_routes(app: FastAPI, service: Service) -> None:
             "usage": _usage(question, answer.answer),
             "citations": citations,
             "rag_mode": answer.mode,
+            "warnings": answer.warnings,  # e.g. an image or a link the verification removed from the answer
         }
 
 
@@ -139,6 +140,7 @@ def _chunks(completion_id: str, created: int, answer: Answer, citations: list[di
         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
         "citations": citations,
         "rag_mode": answer.mode,
+        "warnings": answer.warnings,
     }
 
 
