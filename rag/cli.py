@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from rag.config import Settings
-from rag.errors import RagError
+from rag.errors import RagError, mask_secret
 
 app = typer.Typer(
     add_completion=False,
@@ -53,15 +53,41 @@ def _settings(index: Path | None, **overrides: Any) -> Settings:
 
 @contextmanager
 def _errors(as_json: bool, debug: bool) -> Iterator[None]:
-    """Domain errors become one line on stderr (or a JSON object) and a non-zero exit code."""
+    """Domain errors become one line on stderr (or a JSON object) and a non-zero exit code; --debug adds the
+    traceback first. Every secret is masked in both (a model server may echo the API key in its error body)."""
+    import click
+
     try:
         yield
+    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        raise
     except RagError as exc:
         if debug:
-            raise
-        _fail(str(exc), type(exc).__name__, exc.exit_code, as_json)
+            _print_traceback(exc)
+        _fail(mask_secret(str(exc), _known_secrets()), type(exc).__name__, exc.exit_code, as_json)
     except KeyboardInterrupt:
         _fail("interrupted", "Interrupted", 130, as_json)
+    except Exception as exc:  # a bug: never swallowed, shown with its traceback, secrets masked
+        _print_traceback(exc)
+        message = f"unexpected {type(exc).__name__}: {mask_secret(str(exc), _known_secrets())}"
+        _fail(message, "InternalError", 1, as_json)
+
+
+def _known_secrets() -> list[str | None]:
+    """The secrets to mask: those of the settings, and the environment's (when a bad setting stops Settings)."""
+    names = ("RAG_API_KEY", "OPENAI_API_KEY", "RAG_CHROMA_TOKEN", "RAG_SERVER_API_KEY")
+    found = [os.environ.get(name) for name in names]
+    try:
+        return [*found, *Settings().secrets()]
+    except Exception:  # the error being reported may be that very setting
+        return found
+
+
+def _print_traceback(exc: BaseException) -> None:
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    _say(mask_secret(text, _known_secrets()).rstrip("\n"), err=True)
 
 
 def _fail(message: str, kind: str, code: int, as_json: bool) -> None:

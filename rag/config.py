@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(default=4000, ge=1)
     max_request_bytes: int = Field(default=1024 * 1024, ge=1, description="JSON request bodies")
 
+    def secrets(self) -> list[str]:
+        """Every secret in force, for rag.errors.mask_secret."""
+        values = (self.api_key, self.chroma_token, self.server_api_key)
+        return [value.get_secret_value() for value in values if value is not None]
+
     def llm_configured(self) -> bool:
         return self.api_key is not None or self.base_url is not None
 

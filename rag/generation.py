@@ -43,7 +43,8 @@ def chat(client: openai.OpenAI, request: dict[str, Any], base_url: str | None) -
         return _chat(client, request, base_url)
     except ModelError as exc:
         masked = mask_secret(str(exc), client.api_key)
-        if masked != str(exc):
+        cause = str(exc.__cause__ or "")
+        if masked != str(exc) or mask_secret(cause, client.api_key) != cause:  # the upstream error holds the key
             raise ModelError(masked) from None
         raise
 

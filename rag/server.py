@@ -158,7 +158,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.RagError)
     async def rag_error(request: Request, exc: errors.RagError) -> JSONResponse:
         status = next((STATUS_OF[c] for c in type(exc).__mro__ if c in STATUS_OF), 400)
-        return JSONResponse(error_body(str(exc), type(exc).__name__), status_code=status)
+        # The model calls mask the key already; this is the last gate before a client sees the message.
+        message = errors.mask_secret(str(exc), request.app.state.service.settings.secrets())
+        return JSONResponse(error_body(message, type(exc).__name__), status_code=status)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

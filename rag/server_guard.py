@@ -8,10 +8,12 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from rag.config import Settings
+from rag.errors import mask_secret
 
 __all__ = ["PUBLIC_PATHS", "ApiError", "GuardMiddleware", "error_body"]
 
@@ -92,8 +94,9 @@ class GuardMiddleware:
         except ApiError as exc:
             if not started:
                 await _send_json(send, exc.status, error_body(str(exc), exc.kind))
-        except Exception:
-            logger.exception("unexpected error on %s %s", scope.get("method"), path)
+        except Exception as exc:
+            trace = mask_secret("".join(traceback.format_exception(exc)), self.settings.secrets())
+            logger.error("unexpected error on %s %s\n%s", scope.get("method"), path, trace)
             if not started:
                 await _send_json(send, 500, error_body("internal server error (see the server log)", "server_error"))
 
