@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rag.config import Settings
+from rag.config import Settings, load_settings
 from rag.errors import RagError, mask_secret
 
 app = typer.Typer(
@@ -44,7 +44,7 @@ def _main(
 
 
 def _settings(index: Path | None, **overrides: Any) -> Settings:
-    settings = Settings()
+    settings = load_settings()
     updates = {key: value for key, value in overrides.items() if value is not None}
     if index is not None:
         updates["index_dir"] = index
@@ -238,7 +238,9 @@ def status(index: IndexOption = None, as_json: JsonOption = False, debug: DebugO
     from rag.index import Index
 
     with _errors(as_json, debug):
-        data = Index(_settings(index)).status()
+        opened = Index(_settings(index))
+        opened.require_folder()
+        data = opened.status()
     if as_json:
         _print_json(data)
         return

@@ -28,6 +28,12 @@ class LoadError(RagError):
         super().__init__(f"{path}: {problem}: {fix}")
 
 
+class RequestError(RagError):
+    """A question or option that cannot be answered as given: an empty question, a --source naming no file."""
+
+    exit_code = 2
+
+
 class IndexMissingError(RagError):
     """Nothing has been ingested into this index yet."""
 

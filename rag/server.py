@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag import errors
-from rag.config import Settings
+from rag.config import Settings, load_settings
 from rag.records import Answer
 from rag.server_guard import ApiError, GuardMiddleware, error_body
 from rag.server_openai import add_openai_routes
@@ -134,7 +134,7 @@ async def _save_upload(upload: UploadFile, folder: Path, limit: int) -> Path:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The HTTP service over one index. Nothing is opened until the first request that needs it."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
     service = Service(settings)
     app = FastAPI(
         title="rag",
