@@ -372,20 +372,36 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8000,
     index: IndexOption = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    header_timeout: Annotated[
+        float | None,
+        typer.Option("--header-timeout", min=0.001, help="Seconds for a request's headers (default 10)."),
+    ] = None,
+    body_timeout: Annotated[
+        float | None,
+        typer.Option("--body-timeout", min=0.001, help="Seconds for a request's body (default 60)."),
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Serve the HTTP API (/v1/ask, /v1/ingest, OpenAI-compatible /v1/chat/completions) under uvicorn."""
     with _errors(False, debug):
-        settings = _settings(index)
+        settings = _settings(index, server_header_timeout=header_timeout, server_body_timeout=body_timeout)
         import uvicorn
 
         from rag.server import create_app
+        from rag.server_timeouts import header_timeout_protocol
 
         if host not in ("127.0.0.1", "localhost", "::1") and settings.server_api_key is None:
             typer.echo(
                 f"warning: serving on {host} without RAG_SERVER_API_KEY: anyone who can reach it can use it", err=True
             )
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, server_header=False)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=log_level,
+            server_header=False,
+            http=header_timeout_protocol(settings.server_header_timeout),
+        )
 
 
 def main() -> None:

@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     max_question_chars: int = Field(default=4000, ge=1)
     max_request_bytes: int = Field(default=1024 * 1024, ge=1, description="JSON request bodies")
+    # Slow clients: seconds for the request line and headers (from the connection, or the previous response on a
+    # kept-alive one), and for the whole body after the headers; then a 408 and the connection is closed.
+    server_header_timeout: float = Field(default=10.0, gt=0)
+    server_body_timeout: float = Field(default=60.0, gt=0)
 
     def secrets(self) -> list[str]:
         """Every secret in force, for rag.errors.mask_secret."""
