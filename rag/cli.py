@@ -43,12 +43,17 @@ def _main(
     """Grounded, cited answers from your own documents (Chinese and English)."""
 
 
+_resolved_index: list[Path] = []  # the index folder of this command, for explaining a full or read-only disk
+
+
 def _settings(index: Path | None, **overrides: Any) -> Settings:
     settings = load_settings()
     updates = {key: value for key, value in overrides.items() if value is not None}
     if index is not None:
         updates["index_dir"] = index
-    return settings.model_copy(update=updates) if updates else settings
+    settings = settings.model_copy(update=updates) if updates else settings
+    _resolved_index[:] = [Path(settings.index_dir)]
+    return settings
 
 
 @contextmanager
@@ -67,8 +72,15 @@ def _errors(as_json: bool, debug: bool) -> Iterator[None]:
         _fail(mask_secret(str(exc), _known_secrets()), type(exc).__name__, exc.exit_code, as_json)
     except KeyboardInterrupt:
         _fail("interrupted", "Interrupted", 130, as_json)
-    except Exception as exc:  # a bug: never swallowed, shown with its traceback, secrets masked
-        _print_traceback(exc)
+    except Exception as exc:
+        from rag.storage import storage_problem
+
+        problem = storage_problem(exc, _resolved_index[0]) if _resolved_index else None
+        if problem is not None:  # a full disk or a read-only index: one line, the traceback only with --debug
+            if debug:
+                _print_traceback(exc)
+            _fail(str(problem), type(problem).__name__, problem.exit_code, as_json)
+        _print_traceback(exc)  # a bug: never swallowed, shown with its traceback, secrets masked
         message = f"unexpected {type(exc).__name__}: {mask_secret(str(exc), _known_secrets())}"
         _fail(message, "InternalError", 1, as_json)
 

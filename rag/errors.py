@@ -71,6 +71,12 @@ class IndexLockedError(RagError):
     exit_code = 4
 
 
+class StorageError(RagError):
+    """The index's disk is full, or the index is read-only where it must be written (rag/storage.py)."""
+
+    exit_code = 8
+
+
 class ModelError(RagError):
     """The chat or embedding model could not give an answer."""
 

@@ -254,9 +254,14 @@ class Index:
 
     def open_store(self, create: bool) -> ChromaStore:
         """The Chroma collection, its fingerprint checked (and, locally, its files readable)."""
+        from rag.storage import is_writable, readable_copy
         from rag.store import ChromaStore
 
-        return ChromaStore.open(self.settings, self.layout.chroma, self.fingerprint(), self.check_fingerprint, create)
+        chroma = self.layout.chroma
+        if not create and not self.settings.chroma_url and chroma.is_dir() and not is_writable(chroma):
+            # Chroma opens its SQLite file for writing even to read: a read-only index is read from a copy.
+            chroma = readable_copy(chroma)
+        return ChromaStore.open(self.settings, chroma, self.fingerprint(), self.check_fingerprint, create)
 
     def open_for_search(self) -> tuple[Manifest, ChromaStore]:
         """The manifest and the store of an index that has something in it, or IndexMissingError."""

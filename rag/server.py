@@ -42,6 +42,7 @@ STATUS_OF: dict[type[errors.RagError], int] = {
     errors.ConfigError: 400,
     errors.LoadError: 422,
     errors.ModelError: 502,
+    errors.StorageError: 507,
 }
 
 # ----- request and response models -------------------------------------------------------------------

@@ -115,9 +115,14 @@ class GuardMiddleware:
                 extra = {"connection": "close"} if timed_out else None
                 await _send_json(send, exc.status, error_body(str(exc), exc.kind), extra)
         except Exception as exc:
+            from rag.storage import storage_problem
+
             trace = mask_secret("".join(traceback.format_exception(exc)), self.settings.secrets())
             logger.error("unexpected error on %s %s\n%s", scope.get("method"), path, trace)
-            if not started:
+            problem = storage_problem(exc, self.settings.index_dir)  # a full disk, a read-only index: say so
+            if not started and problem is not None:
+                await _send_json(send, 507, error_body(str(problem), "StorageError"))
+            elif not started:
                 await _send_json(send, 500, error_body("internal server error (see the server log)", "server_error"))
 
     def _authorised(self, headers: dict[str, str]) -> bool:
