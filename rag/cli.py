@@ -12,8 +12,10 @@ from typing import Annotated, Any
 
 import typer
 
+from rag.cli_errors import errors as _errors
+from rag.cli_errors import remember_index
+from rag.cli_errors import say as _say
 from rag.config import Settings, load_settings
-from rag.errors import RagError, mask_secret
 
 app = typer.Typer(
     add_completion=False,
@@ -43,78 +45,14 @@ def _main(
     """Grounded, cited answers from your own documents (Chinese and English)."""
 
 
-_resolved_index: list[Path] = []  # the index folder of this command, for explaining a full or read-only disk
-
-
 def _settings(index: Path | None, **overrides: Any) -> Settings:
     settings = load_settings()
     updates = {key: value for key, value in overrides.items() if value is not None}
     if index is not None:
         updates["index_dir"] = index
     settings = settings.model_copy(update=updates) if updates else settings
-    _resolved_index[:] = [Path(settings.index_dir)]
+    remember_index(Path(settings.index_dir))
     return settings
-
-
-@contextmanager
-def _errors(as_json: bool, debug: bool) -> Iterator[None]:
-    """Domain errors become one line on stderr (or a JSON object) and a non-zero exit code; --debug adds the
-    traceback first. Every secret is masked in both (a model server may echo the API key in its error body)."""
-    import click
-
-    try:
-        yield
-    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-        raise
-    except RagError as exc:
-        if debug:
-            _print_traceback(exc)
-        _fail(mask_secret(str(exc), _known_secrets()), type(exc).__name__, exc.exit_code, as_json)
-    except KeyboardInterrupt:
-        _fail("interrupted", "Interrupted", 130, as_json)
-    except Exception as exc:
-        from rag.storage import storage_problem
-
-        problem = storage_problem(exc, _resolved_index[0]) if _resolved_index else None
-        if problem is not None:  # a full disk or a read-only index: one line, the traceback only with --debug
-            if debug:
-                _print_traceback(exc)
-            _fail(str(problem), type(problem).__name__, problem.exit_code, as_json)
-        _print_traceback(exc)  # a bug: never swallowed, shown with its traceback, secrets masked
-        message = f"unexpected {type(exc).__name__}: {mask_secret(str(exc), _known_secrets())}"
-        _fail(message, "InternalError", 1, as_json)
-
-
-def _known_secrets() -> list[str | None]:
-    """The secrets to mask: those of the settings, and the environment's (when a bad setting stops Settings)."""
-    names = ("RAG_API_KEY", "OPENAI_API_KEY", "RAG_CHROMA_TOKEN", "RAG_SERVER_API_KEY")
-    found = [os.environ.get(name) for name in names]
-    try:
-        return [*found, *Settings().secrets()]
-    except Exception:  # the error being reported may be that very setting
-        return found
-
-
-def _print_traceback(exc: BaseException) -> None:
-    import traceback
-
-    text = "".join(traceback.format_exception(exc))
-    _say(mask_secret(text, _known_secrets()).rstrip("\n"), err=True)
-
-
-def _fail(message: str, kind: str, code: int, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps({"error": {"message": message, "type": kind}}, ensure_ascii=False))
-    else:
-        _say(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _say(text: str, err: bool = False) -> None:
-    """Print for a terminal: a document's escape sequences are shown, never obeyed (rag.text.terminal_safe)."""
-    from rag.text import terminal_safe
-
-    typer.echo(terminal_safe(text), err=err)
 
 
 def _print_json(data: Any) -> None:
