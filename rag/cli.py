@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,7 +57,10 @@ def _settings(index: Path | None, **overrides: Any) -> Settings:
 
 
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    # json.dumps escapes C0 controls but, with ensure_ascii=False, prints DEL and the C1 controls (U+009B is a
+    # CSI to some terminals) as they are: escape them too. Only strings hold them, so the JSON means the same.
+    text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
+    typer.echo(re.sub("[\x7f-\x9f]", lambda m: f"\\u{ord(m[0]):04x}", text))
 
 
 @app.command()
