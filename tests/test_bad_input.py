@@ -255,8 +255,8 @@ def test_a_file_deleted_between_discovery_and_hashing_is_reported(
     (docs / "gone.txt").write_text("Gone soon.\n", encoding="utf-8")
     real_discover = ingest_module.discover
 
-    def racing_discover(paths):  # type: ignore[no-untyped-def]
-        found = real_discover(paths)
+    def racing_discover(paths, follow_symlinks=False):  # type: ignore[no-untyped-def]
+        found = real_discover(paths, follow_symlinks)
         (docs / "gone.txt").unlink()
         return found
 

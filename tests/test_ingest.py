@@ -257,4 +257,27 @@ def test_progress_counts_files_once_they_are_stored(tmp_path: Path, fake_setting
     assert sorted(started) == sorted(p.name for p in DATA.iterdir()) and report.added == 3
     assert [name for name, _ in stored] == started  # in order, each once its chunks are in the store
     assert [done for _, done in stored] == [1, 2, 3]
-    assert events[-1] == ("done", "", 3, 3) and all(total == 3 for *_, total in events)
+    files = [event for event in events if event[0] != "embedding"]
+    assert files[-1] == ("done", "", 3, 3) and all(total == 3 for *_, total in files)
+
+
+def test_progress_counts_chunks_embedded_out_of_chunks_found_and_names_the_file(
+    tmp_path: Path, fake_settings: Settings
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    clause = "被保险人应当在事故发生后及时通知本公司，本公司按合同约定给付保险金。"
+    for n in range(3):
+        body = "\n\n".join(f"## 第{k}条\n\n文件{n}条款{k}：{clause * 8}" for k in range(100))
+        (docs / f"policy_{n}.md").write_text(body, encoding="utf-8")
+    events: list[tuple[str, str, int, int]] = []
+    settings = fake_settings.model_copy(update={"embed_batch_size": 8})
+    report = ingest_paths([docs], Index(settings), progress=lambda *event: events.append(event))
+    embedding = [(Path(source).name, done, found) for event, source, done, found in events if event == "embedding"]
+    assert len(embedding) >= 3  # several batches of STORE_BATCH chunks
+    assert all(0 <= done <= found for _, done, found in embedding)
+    assert [done for _, done, _ in embedding] == sorted(done for _, done, _ in embedding)
+    assert embedding[-1][1:] == (report.chunks, report.chunks)  # at the end: every chunk found is stored
+    # while batches are in flight, the file whose chunks are being embedded is named
+    assert {name for name, done, found in embedding if done < found} <= {f"policy_{n}.md" for n in range(3)}
+    assert any(name for name, done, found in embedding if done < found)
