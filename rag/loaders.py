@@ -159,7 +159,7 @@ def clean_pdf_pages(
             source,
             f"its only text is a line repeated on every page ({line[:60]!r}), taken for a running header or "
             "footer and dropped",
-            "nothing else is there to index: check that it is the right file (a scan with a stamped line needs OCR)",
+            "nothing else is there to index; check that it is the right file (a scan with a stamped line needs OCR)",
         )
     contents = [text for text in cleaned if is_front_matter(text)]
     cleaned = repair_wrapped_headings(cleaned, known_titles(contents, bookmarks))
@@ -346,7 +346,7 @@ def _pdfium_pages(shown: str, data: bytes) -> Iterator[str]:
             except pdfium.PdfiumError as exc:  # a page tree that contains itself, a page object that is not one
                 raise LoadError(
                     shown,
-                    f"page {index + 1} could not be loaded ({exc}): a damaged page tree",
+                    f"page {index + 1} could not be loaded, a damaged page tree ({exc})",
                     "repair or re-export the PDF",
                 ) from exc
             textpage = page.get_textpage()
