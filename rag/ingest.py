@@ -23,7 +23,7 @@ from rag.batch_writer import BatchWriter, FileFailed
 from rag.chunking import split_pages
 from rag.discovery import SUPPORTED_SUFFIXES, SourceFile, discover, escape_undecodable, source_path
 from rag.errors import ConfigError, IndexDamagedError, LoadError, brief
-from rag.loaders import file_sha256, read_source
+from rag.loaders import file_sha256, read_source, read_whole, unreadable
 from rag.manifest import FileEntry, Manifest, atomic_write_text
 from rag.records import FileFailure, IngestReport
 
@@ -109,7 +109,7 @@ class _Plan:
 
     report: IngestReport
     manifest: Manifest
-    pending: list[tuple[SourceFile, str, int, int]]  # file, content hash, size, mtime
+    pending: list[tuple[SourceFile, str, int, int]]  # file, content hash ("" when hashed as it is read), size, mtime
     vanished: list[str]
     interrupted: bool
 
@@ -178,13 +178,17 @@ def _plan(found: Found, index: Index, prune: bool) -> _Plan:
     index.check_fingerprint(manifest.fingerprint)
     pending: list[tuple[SourceFile, str, int, int]] = []
     for file in files:
-        try:
-            digest = file_sha256(file.path)
-            stat = file.path.stat()
-        except (LoadError, OSError) as exc:
-            report.failed.append(_failure(file.source, exc))
-            continue
         entry = manifest.files.get(file.source)
+        try:
+            stat = file.path.stat()
+            # a new file read whole is hashed as it is read: hashing it here too would read it twice
+            needed = entry is not None or not read_whole(file.path, stat.st_size)
+            digest = file_sha256(file.path) if needed else ""
+        except (LoadError, OSError) as exc:
+            report.failed.append(
+                _failure(file.source, exc if isinstance(exc, LoadError) else unreadable(file.path, exc))
+            )
+            continue
         if entry is not None and entry.sha256 == digest:
             report.unchanged += 1
             continue

@@ -32,6 +32,9 @@ from rag.text_files import HEAD_BYTES, HashingReader, readable_pages, text_encod
 # A PDF, or a text file up to this size, is read into memory once, and those bytes are hashed and parsed;
 # a larger text file is streamed and hashed as it is parsed (rag/loaders.read_source).
 WHOLE_READ_BYTES = 16 * 1024 * 1024
+# PDFs are parsed whole anyway; above this size one is parsed from the disk instead (PDFium reads it lazily),
+# and hashed again after parsing to check that it did not change meanwhile
+PDF_WHOLE_READ_BYTES = 256 * 1024 * 1024
 
 _SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{CJK_CHARS}{CJK_PUNCT}])[ \t\u3000]+(?=[{CJK_CHARS}{CJK_PUNCT}])")
 _SPACE_CJK_DIGIT = re.compile(rf"(?<=[{CJK_CHARS}])[ \t]+(?=[0-9])|(?<=[0-9])[ \t]+(?=[{CJK_CHARS}])")
@@ -89,15 +92,28 @@ def read_source(file: SourceFile, planned_sha256: str, pdf_backend: str = "pypdf
     except OSError as exc:
         raise unreadable(file.path, exc) from exc
     try:
-        size = os.fstat(handle.fileno()).st_size
-        if file.path.suffix.lower() == ".pdf" or size <= WHOLE_READ_BYTES:
+        if read_whole(file.path, os.fstat(handle.fileno()).st_size):
             data = handle.read()
             handle.close()
             return hashlib.sha256(data).hexdigest(), _pages(file, data, pdf_backend)
     except OSError as exc:
         handle.close()
         raise unreadable(file.path, exc) from exc
+    if file.path.suffix.lower() == ".pdf":
+        handle.close()
+        return planned_sha256, _verified_pdf_pages(file, planned_sha256, pdf_backend)
     return planned_sha256, _streamed_pages(file, handle, planned_sha256)
+
+
+def read_whole(path: Path, size: int) -> bool:
+    """Whether `read_source` reads this file whole (and so hashes it as it reads it), or streams it."""
+    return size <= (PDF_WHOLE_READ_BYTES if path.suffix.lower() == ".pdf" else WHOLE_READ_BYTES)
+
+
+def _verified_pdf_pages(file: SourceFile, planned_sha256: str, pdf_backend: str) -> Iterator[Page]:
+    yield from _pages(file, file.path, pdf_backend)
+    if file_sha256(file.path) != planned_sha256:
+        raise LoadError(file.source, "the file changed while it was being read", "run ingest again")
 
 
 def _streamed_pages(file: SourceFile, handle: BinaryIO, planned_sha256: str) -> Iterator[Page]:
@@ -114,26 +130,26 @@ def _streamed_pages(file: SourceFile, handle: BinaryIO, planned_sha256: str) -> 
 
 def load_pages(file: SourceFile, pdf_backend: str = "pypdfium2") -> Iterator[Page]:
     """Yield the cleaned pages of one file, lazily, so a large text file never sits in memory whole."""
+    if file.path.suffix.lower() == ".pdf":
+        yield from _pages(file, file.path, pdf_backend)
+        return
     try:
         with open(file.path, "rb") as handle:
-            if file.path.suffix.lower() == ".pdf":
-                data = handle.read()
-            else:
-                yield from _pages(file, handle, pdf_backend)
-                return
+            yield from _pages(file, handle, pdf_backend)
     except OSError as exc:
         raise unreadable(file.path, exc) from exc
-    yield from _pages(file, data, pdf_backend)
 
 
-def _pages(file: SourceFile, content: bytes | BinaryIO | HashingReader, pdf_backend: str) -> Iterator[Page]:
-    """The cleaned pages of `content`, the bytes of a PDF or a text file's binary stream. A text file has no
-    pages: all of its segments are page 1."""
-    if isinstance(content, bytes) and file.path.suffix.lower() == ".pdf":
+def _pages(file: SourceFile, content: bytes | Path | BinaryIO | HashingReader, pdf_backend: str) -> Iterator[Page]:
+    """The cleaned pages of `content`: a PDF's bytes (or path), or a text file's bytes or binary stream. A text
+    file has no pages: all of its segments are page 1."""
+    if isinstance(content, bytes | Path) and file.path.suffix.lower() == ".pdf":
         raw_pages = list(_pdf_pages(file.source, content, pdf_backend))
         rows = _table_rows(content, raw_pages) if pdf_backend != "pypdf" else {}
         yield from readable_pages(file.source, clean_pdf_pages(file.source, raw_pages, _bookmarks(content), rows))
         return
+    if isinstance(content, Path):
+        raise TypeError("a text file is read from its bytes or a stream")
     stream = io.BytesIO(content) if isinstance(content, bytes) else content
     markdown = file.path.suffix.lower() in {".md", ".markdown"}
     segments = (clean_text(segment, markdown=markdown) for segment in text_segments(file.source, stream))
@@ -170,7 +186,7 @@ def clean_pdf_pages(
             yield Page(source=source, page=number, text="\n".join(rows), kind="table")
 
 
-def _table_rows(data: bytes, raw_pages: list[str]) -> dict[int, list[str]]:
+def _table_rows(data: bytes | Path, raw_pages: list[str]) -> dict[int, list[str]]:
     """The ruled tables of a PDF as lines of rows, each with its header ("列: 值; 列: 值"), by page; the caption
     (or "Table") first. The pages that hold them are read again without the tables' regions, in `raw_pages`,
     so that no row is indexed twice."""
@@ -190,12 +206,12 @@ def _table_rows(data: bytes, raw_pages: list[str]) -> dict[int, list[str]]:
     return rows
 
 
-def _bookmarks(data: bytes) -> list[str]:
+def _bookmarks(data: bytes | Path) -> list[str]:
     """The titles of a PDF's bookmarks (its outline), if it has any."""
     try:
         import pypdfium2
 
-        document = pypdfium2.PdfDocument(data)
+        document = pypdfium2.PdfDocument(_pdf_input(data))
         try:
             titles = (bookmark.get_title() for bookmark in document.get_toc(max_depth=8))  # pypdfium2 5
             return [title.strip() for title in titles if title and title.strip()]
@@ -278,7 +294,7 @@ def _join_broken_lines(text: str) -> str:
     return "\n".join(out).strip()
 
 
-def _pdf_pages(shown: str, data: bytes, backend: str) -> Iterator[str]:
+def _pdf_pages(shown: str, data: bytes | Path, backend: str) -> Iterator[str]:
     """pypdfium2 first (an order of magnitude faster, and no line break after every text run); pypdf reads
     what PDFium cannot open. A file that needs a password or has no text layer fails in both."""
     if backend == "pypdf":
@@ -293,7 +309,7 @@ def _pdf_pages(shown: str, data: bytes, backend: str) -> Iterator[str]:
     yield from pages
 
 
-def _pypdf_pages(shown: str, data: bytes) -> Iterator[str]:
+def _pypdf_pages(shown: str, data: bytes | Path) -> Iterator[str]:
     import logging
 
     from pypdf import PdfReader
@@ -301,7 +317,7 @@ def _pypdf_pages(shown: str, data: bytes) -> Iterator[str]:
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
+        reader = PdfReader(io.BytesIO(data) if isinstance(data, bytes) else str(data), strict=False)
         if reader.is_encrypted and not reader.decrypt(""):
             raise LoadError(shown, "encrypted PDF that needs a password", "save an unencrypted copy and ingest that")
         page_count = len(reader.pages)
@@ -326,11 +342,11 @@ def _pypdf_pages(shown: str, data: bytes) -> Iterator[str]:
         raise LoadError(shown, "no text layer: scanned? OCR it first", "run OCR (e.g. ocrmypdf) and ingest the result")
 
 
-def _pdfium_pages(shown: str, data: bytes) -> Iterator[str]:
+def _pdfium_pages(shown: str, data: bytes | Path) -> Iterator[str]:
     import pypdfium2 as pdfium
 
     try:
-        document = pdfium.PdfDocument(data)
+        document = pdfium.PdfDocument(_pdf_input(data))
     except pdfium.PdfiumError as exc:
         message = str(exc).lower()
         if "password" in message:
@@ -365,3 +381,8 @@ def _pdfium_pages(shown: str, data: bytes) -> Iterator[str]:
             )
     finally:
         document.close()
+
+
+def _pdf_input(data: bytes | Path) -> bytes | str:
+    """What PDFium opens: the bytes read, or the path of a PDF too large to hold (read lazily from disk)."""
+    return data if isinstance(data, bytes) else str(data)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from pdfgen import page_tree_bomb, self_referencing_pdf
+from pdfgen import page_tree_bomb, self_referencing_pdf, write_pdf
 from typer.testing import CliRunner
 
 from rag.batch_writer import BatchWriter
@@ -243,3 +243,27 @@ def test_http_ingest_of_hostile_pdfs_answers_200_and_keeps_the_rest(tmp_path: Pa
     assert body["added"] == 1 and sorted(Path(f["path"]).name for f in body["failed"]) == ["bomb.pdf", "loop.pdf"]
     assert {p.name for p in (tmp_path / "index" / "uploads").iterdir()} >= {"loop.pdf", "bomb.pdf", "good.txt"}
     assert set(_stored(settings)) == {"good.txt"}
+
+
+def test_a_pdf_too_large_to_hold_is_parsed_from_disk_and_checked_after(
+    tmp_path: Path, fake_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rag.loaders
+
+    monkeypatch.setattr(rag.loaders, "PDF_WHOLE_READ_BYTES", 16)  # every PDF takes the from-disk path
+    docs = _docs(tmp_path)
+    write_pdf(docs / "b_policy.pdf", [["Clause 3. The deductible is 500 yuan."], ["Clause 4. Renewal is yearly."]])
+    write_pdf(docs / "c_policy.pdf", [["Clause 5. The excess is 100 yuan."]])
+    replacement = (docs / "b_policy.pdf").read_bytes().replace(b"500 yuan", b"900 yuan")
+
+    def edit(event: str, source: str, done: int, total: int) -> None:
+        if event == "file" and source.endswith("c_policy.pdf"):
+            (docs / "c_policy.pdf").write_bytes(replacement)
+
+    report = ingest_paths([docs], Index(fake_settings), progress=edit)
+    assert [(Path(f.path).name, "changed while it was being read" in f.error) for f in report.failed] == [
+        ("c_policy.pdf", True)
+    ]
+    stored = _stored(fake_settings)
+    assert stored["b_policy.pdf"] == hashlib.sha256((docs / "b_policy.pdf").read_bytes()).hexdigest()
+    assert "c_policy.pdf" not in stored
