@@ -267,3 +267,33 @@ def test_a_pdf_too_large_to_hold_is_parsed_from_disk_and_checked_after(
     stored = _stored(fake_settings)
     assert stored["b_policy.pdf"] == hashlib.sha256((docs / "b_policy.pdf").read_bytes()).hexdigest()
     assert "c_policy.pdf" not in stored
+
+
+@pytest.mark.slow
+def test_the_progress_bar_on_a_terminal_shows_chunks_an_eta_and_the_file_embedded(tmp_path: Path) -> None:
+    import re
+    import sys
+
+    import pexpect
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    clause = "被保险人应当在事故发生后及时通知本公司，本公司按合同约定给付保险金。"
+    for n in range(8):
+        body = "\n\n".join(f"## 第{k}条\n\n文件{n}条款{k}：{clause * 8}" for k in range(60))
+        (docs / f"policy_{n}.md").write_text(body, encoding="utf-8")
+    env = {**os.environ, "RAG_EMBEDDER": "fake", "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "rag", "ingest", str(docs), "--index", str(tmp_path / "index")],
+        env=env,
+        encoding="utf-8",
+        timeout=240,
+        dimensions=(24, 200),
+    )
+    child.expect(pexpect.EOF)
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", child.before or "")
+    frames = [line for line in re.split(r"[\r\n]+", screen) if line.startswith("embed")]
+    assert frames, screen[-2000:]
+    assert any(re.search(r"\d+/\d+ chunks .*ETA .*policy_\d\.md", frame) for frame in frames), frames[-5:]
+    assert "added 8" in screen
