@@ -7,10 +7,11 @@ import json
 import os
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.editions import as_of_date
 from rag.errors import ConfigError, RequestError
 from rag.gate import GateDecision, decide
 from rag.gate import refusal_text as gate_refusal_text
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection
 
     from rag.config import Settings
+    from rag.edition_scope import EditionScope
     from rag.retrieval import Searcher
 
 
@@ -41,13 +43,18 @@ def answer_question(
     seed: int | None = None,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    as_of: str | date | None = None,
+    product: str | None = None,
 ) -> Answer:
     """Retrieve, then refuse (evidence too weak), answer extractively (no model configured) or ask the model;
     check the draft's citations, quotes and numbers; attach the audit record (and append it to the audit log).
 
     With RAG_QUERY_REWRITE or RAG_LLM_RERANK on and a model configured, retrieval goes through
     `rag.query_llm.search`; the rewritten queries only drive retrieval, and the refusal gate and the answer
-    still use the original `question`."""
+    still use the original `question`.
+
+    Only the editions in force on `as_of` (today when None) are searched, and only `product`'s documents when
+    it is given (rag/edition_scope.py); documents that state no edition are always searched."""
     if not any(ch.isalnum() for ch in question):
         raise RequestError(f"the question {question.strip()!r} has no words: ask a question in Chinese or English")
     timings: dict[str, float] = {}
@@ -57,7 +64,8 @@ def answer_question(
         check_source(source, searcher.manifest.files)
     k = top_k or settings.top_k
     retrieval_mode = mode or settings.retrieval_mode
-    hits, optimisation = _retrieve(question, settings, searcher, k, retrieval_mode, source, model)
+    scope = searcher.edition_scope(as_of_date(as_of), product)
+    hits, optimisation = _retrieve(question, settings, searcher, k, retrieval_mode, source, model, scope)
     timings["retrieve_s"] = round(time.perf_counter() - started, 6)
     passages = to_passages(hits, searcher.manifest.sources_of)
     decision = gate(question, hits, settings, searcher)
@@ -86,6 +94,7 @@ def answer_question(
         tokens=call.tokens if call else {},
         packing=call.packing if call else None,
         query_optimisation=optimisation,
+        editions=_editions_audit(scope, answer),
         timings=timings,
         model=answer.model,
         seed=answer.seed,
@@ -126,13 +135,24 @@ def _retrieve(
     mode: RetrievalMode,
     source: str | None,
     model: str | None,
+    scope: EditionScope | None = None,
 ) -> tuple[list[Hit], dict[str, Any] | None]:
     """The hits for `question`, through the optional LLM rewrite and rerank when a model is configured."""
     if (settings.query_rewrite or settings.llm_rerank) and settings.llm_configured():
         from rag import query_llm  # rewritten queries only drive retrieval: gate and answer keep `question`
 
-        return query_llm.search(question, settings, searcher, k, mode, source, model=model)
-    return searcher.search(question, k, mode, source), None
+        return query_llm.search(question, settings, searcher, k, mode, source, model=model, scope=scope)
+    return searcher.search(question, k, mode, source, scope=scope), None
+
+
+def _editions_audit(scope: EditionScope | None, answer: Answer) -> dict[str, Any] | None:
+    """The date and product asked about, the editions searched and set aside, and the editions the answer's
+    citations (or, without citations, its passages) come from."""
+    if scope is None:
+        return None
+    cited = [c.edition for c in answer.citations] or [p.edition for p in answer.passages]
+    used = list(dict.fromkeys(edition.label() for edition in cited if edition is not None))
+    return {**scope.to_dict(), "used": used}
 
 
 def _scores_of(passage: Passage, hit: Hit) -> dict[str, Any]:
@@ -271,6 +291,7 @@ def _citation(passage: Passage, claims: list[str]) -> Citation:
         clause=passage.clause_at(_offset_in(passage.text, claims)),
         chunk_id=passage.chunk_id,
         sources=passage.sources,
+        edition=passage.edition,
     )
 
 
@@ -306,6 +327,7 @@ def to_passages(hits: list[Hit], sources_of: Callable[[str], list[str]] | None =
             heading_path=hit.chunk.heading_path,
             clause_spans=hit.chunk.clause_spans,
             kind=hit.chunk.kind,
+            edition=hit.chunk.edition,
             dense_rank=hit.dense_rank,
             lexical_rank=hit.lexical_rank,
         )

@@ -56,6 +56,10 @@ class AskRequest(BaseModel):
     mode: Literal["dense", "lexical", "hybrid"] | None = Field(default=None, description="Retrieval mode.")
     source: str | None = Field(default=None, description="Only search this file (as stored).")
     seed: int | None = Field(default=None, description="Sampling seed (default RAG_SEED).")
+    as_of: str | None = Field(
+        default=None, description="Use the editions in force on this date, YYYY-MM-DD (default today)."
+    )
+    product: str | None = Field(default=None, description="Only search this product's documents.")
 
 
 # ----- the service: shared state behind locks ---------------------------------------------------------
@@ -201,7 +205,13 @@ def _add_service_routes(app: FastAPI, service: Service) -> None:
     def ask(request: AskRequest) -> dict[str, Any]:
         """The same JSON as `rag ask --json`: answer, mode, citations, passages, audit."""
         answer = service.ask(
-            request.question, top_k=request.top_k, mode=request.mode, source=request.source, seed=request.seed
+            request.question,
+            top_k=request.top_k,
+            mode=request.mode,
+            source=request.source,
+            seed=request.seed,
+            as_of=request.as_of,
+            product=request.product,
         )
         return answer.to_dict()
 

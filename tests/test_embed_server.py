@@ -7,8 +7,16 @@ from pathlib import Path
 import pytest
 from openai_stub import OpenAIStub
 
-import rag
 from rag.config import Settings
+from rag.index import Index
+from rag.ingest import ingest_paths
+from rag.qa import answer_question
+from rag.records import IngestReport
+
+
+def _ingest(paths: list[Path], settings: Settings) -> IngestReport:
+    with Index(settings) as index:
+        return ingest_paths(paths, index)
 
 
 def _settings(**values: object) -> Settings:
@@ -56,9 +64,9 @@ def test_ingest_and_ask_use_two_servers(tmp_path: Path, monkeypatch: pytest.Monk
             embed_api_key="sk-local-embed",
             refusal_min_score=0.0,
         )
-        report = rag.ingest([tmp_path / "policy.md"], settings)
+        report = _ingest([tmp_path / "policy.md"], settings)
         assert report.added == 1 and not report.failed
-        answer = rag.ask("等待期多久？", settings)
+        answer = answer_question("等待期多久？", settings)
         assert answer.mode == "llm" and "90天" in answer.answer
         # every embedding (passages at ingest, the question at ask) went to the embedding server, with its key
         assert embeddings.embedding_requests and not embeddings.chat_requests
