@@ -350,3 +350,22 @@ def test_cli_status_and_ask_show_editions(two_editions: tuple[Settings, Path]) -
     sidecar = docs / "anxin_2024.md.meta.json"
     sidecar.write_text(json.dumps({"product": "安心医疗保险", "edition": "2024版", "effective_from": "2024-02-01"}))
     assert _ingest([docs], settings).updated == 1
+
+
+@pytest.mark.slow
+def test_http_ask_takes_as_of_and_product_and_status_lists_editions(two_editions: tuple[Settings, Path]) -> None:
+    from fastapi.testclient import TestClient
+
+    from rag.server import create_app
+
+    settings, _ = two_editions
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        products = client.get("/v1/status").json()["products"]
+        assert [e["edition"] for e in products["CarePlus Health"]] == ["1.0", "2.0"]
+        body = {"question": "waiting period for illness", "as_of": "2021-01-01", "product": "CarePlus"}
+        answer = client.post("/v1/ask", json=body).json()
+        assert "90 days" in answer["answer"]
+        assert answer["audit"]["editions"]["product"] == "CarePlus"
+        assert [e["edition"] for e in answer["audit"]["editions"]["set_aside"]] == ["2.0"]
+        bad = client.post("/v1/ask", json={**body, "as_of": "someday"})
+        assert bad.status_code == 400 and "YYYY-MM-DD" in bad.json()["error"]["message"]
