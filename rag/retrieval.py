@@ -83,7 +83,14 @@ class Searcher:
         catalog = self._editions.get(self.store, self.lexical.version)
         if not catalog and product is None:
             return None
-        return scope_for(catalog, as_of or today(), product)
+        scope = scope_for(catalog, as_of or today(), product)
+        if scope.only is not None and not scope.only:
+            known = sorted({edition.product for edition in catalog.values() if edition.product})
+            raise ConfigError(
+                f"no indexed document is of product {product!r}; the products are: {', '.join(known) or 'none'} "
+                "(`rag status` lists them; a sidecar <file>.meta.json can name a document's product)"
+            )
+        return scope
 
     @property
     def manifest(self) -> Manifest:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from rag.cli import app
 from rag.config import Settings
+from rag.dates import parse_date
 from rag.discovery import SourceFile, discover
 from rag.edition_scope import same_product, scope_for
 from rag.editions import (
@@ -22,7 +23,6 @@ from rag.editions import (
     content_digest,
     extract_edition,
     merge_editions,
-    parse_date,
     read_document_edition,
     read_sidecar,
     split_front_matter,
@@ -369,3 +369,6 @@ def test_http_ask_takes_as_of_and_product_and_status_lists_editions(two_editions
         assert [e["edition"] for e in answer["audit"]["editions"]["set_aside"]] == ["2.0"]
         bad = client.post("/v1/ask", json={**body, "as_of": "someday"})
         assert bad.status_code == 400 and "YYYY-MM-DD" in bad.json()["error"]["message"]
+        unknown = client.post("/v1/ask", json={**body, "product": "Nonexistent Cover"})
+        assert unknown.status_code == 400
+        assert "the products are: CarePlus Health, 安心医疗保险" in unknown.json()["error"]["message"]
