@@ -301,6 +301,9 @@ def test_top_k_is_filled_from_the_documents_in_scope(two_editions: tuple[Setting
         scope = searcher.edition_scope("2025-01-01", "CarePlus Health")
         hits = searcher.search("waiting period illness CarePlus", 3, mode, scope=scope)  # type: ignore[arg-type]
         assert hits and all("careplus_v2" in hit.chunk.source for hit in hits)
+    # dense search always fills k: with the old edition set aside the k come from the documents in force
+    dense = searcher.search("waiting period illness CarePlus", 4, "dense", scope=searcher.edition_scope("2025-01-01"))
+    assert len(dense) == 4 and not any("careplus_v1" in hit.chunk.source for hit in dense)
 
 
 @pytest.mark.slow
