@@ -111,8 +111,9 @@ _TITLE_EDITION = [
 ]
 TITLE_LINES = 3  # the first lines of a document that may be its title
 TITLE_CHARS = 80
-# English: "<Name> Policy" said again and again ("Global Health Care Policy") or a title "<Name> Policy Wording"
-_PRODUCT_EN = re.compile(r"\b((?:[A-Z][A-Za-z&'-]+[ \t]+){1,4})(?:Insurance[ \t]+)?(?:Policy|Plan)\b")
+# English: "<Name> Policy" said again and again ("Global Health Care Policy"). Not "<Name> Plan": in a 10-K
+# that finds "Bemis Integration" (scripts/eval_editions.py --all).
+_PRODUCT_EN = re.compile(r"\b((?:[A-Z][A-Za-z&'-]+[ \t]+){1,4})(?:Insurance[ \t]+)?Policy\b")
 _NOT_A_NAME = {
     "the", "this", "your", "our", "such", "any", "each", "a", "an", "insurance", "group", "individual", "base",
     "previous", "same", "renewed", "master", "original", "new", "existing", "whole", "floater", "under",
