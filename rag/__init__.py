@@ -20,7 +20,18 @@ from rag.errors import (
     RagError,
     StoreUnreachableError,
 )
-from rag.records import Answer, Chunk, Citation, Document, FileFailure, Hit, IngestReport, Page, Passage
+from rag.records import (
+    Answer,
+    Chunk,
+    Citation,
+    Document,
+    Edition,
+    FileFailure,
+    Hit,
+    IngestReport,
+    Page,
+    Passage,
+)
 
 __version__ = "0.1.0"
 
@@ -35,6 +46,7 @@ __all__ = [
     "ConfigError",
     "DatasetError",
     "Document",
+    "Edition",
     "FileFailure",
     "Hit",
     "IndexDamagedError",
@@ -66,7 +78,8 @@ def ingest(paths: Iterable[str | Path], settings: Settings | None = None, **opti
 
 
 def ask(question: str, settings: Settings | None = None, **options: Any) -> Answer:
-    """Retrieve passages for `question` and answer from them, with citations."""
+    """Retrieve passages for `question` and answer from them, with citations. `as_of` (a date, default today)
+    and `product` choose the editions searched (README, "Editions")."""
     from rag.qa import answer_question
 
     return answer_question(question, settings or Settings(), **options)
