@@ -255,9 +255,7 @@ def _store_files(plan: _Plan, index: Index, store: ChromaStore, progress: Progre
                 continue
             finally:
                 save()  # the files of the batches stored meanwhile
-            entry = FileEntry(
-                sha256=digest, size=size, mtime_ns=mtime_ns, chunk_ids=ids, edition=edition_dict(edition)
-            )
+            entry = FileEntry(sha256=digest, size=size, mtime_ns=mtime_ns, chunk_ids=ids, edition=edition_dict(edition))
             writer.when_stored(functools.partial(commit, file.source, entry))
             save()
         writer.finish()
