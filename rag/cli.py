@@ -200,6 +200,31 @@ def ask(
 
 
 @app.command()
+def chat(
+    index: IndexOption = None,
+    model: Annotated[str | None, typer.Option("--model", help="Chat model (default RAG_CHAT_MODEL).")] = None,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="Retrieval: dense, lexical or hybrid (default RAG_RETRIEVAL_MODE).")
+    ] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Passages to retrieve (default 5).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Read questions line by line from stdin; one JSON object per turn.")
+    ] = False,
+    debug: DebugOption = False,
+) -> None:
+    """A conversation: follow-up questions are read with the turns before them. /sources, /reset, /quit."""
+    from rag.chat_cli import run_interactive, run_json
+    from rag.conversation import Conversation
+
+    with _errors(as_json, debug):
+        chosen: dict[str, Any] = {"model": model, "mode": mode, "top_k": top_k}
+        options = {key: value for key, value in chosen.items() if value is not None}
+        conversation = Conversation(_settings(index), **options)
+        code = run_json(conversation, sys.stdin, sys.stdout, debug) if as_json else run_interactive(conversation)
+    raise typer.Exit(code)
+
+
+@app.command()
 def status(index: IndexOption = None, as_json: JsonOption = False, debug: DebugOption = False) -> None:
     """What the index holds and how it was built."""
     from rag.index import Index
