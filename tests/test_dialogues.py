@@ -108,3 +108,27 @@ def test_a_follow_up_without_its_standalone_form_is_refused(tmp_path: Path) -> N
     path.write_text(json.dumps(row), encoding="utf-8")
     with pytest.raises(DatasetError, match=r"line 1: turn 2 is a follow-up.*condensed"):
         load_dialogues(path)
+
+
+def test_rag_eval_answers_scores_a_dialogue_set_turn_by_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    rows = [line for line in SET.read_text(encoding="utf-8").splitlines() if '"set": "data"' in line][:3]
+    subset = tmp_path / "dialogues.jsonl"
+    subset.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        app,
+        ["eval", "answers", str(subset), "--docs", str(DATA), "--index", str(tmp_path / "i"), "--json"],
+        env={"RAG_EMBEDDER": "fake"},
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    turns = report["turns"]
+    assert [t["position"] for t in turns][:3] == [1, 2, 3] and len(turns) == sum(
+        len(json.loads(row)["turns"]) for row in rows
+    )
+    assert turns[1]["question"] == "那等待期呢？" and turns[1]["condensed"] == "等待期有多长？"
+    assert set(report["summary"]) == {"first turns", "follow-ups", "follow-ups, no history"}
