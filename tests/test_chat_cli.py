@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA, REPO
+from openai_stub import OpenAIStub
 
 from rag.chat_cli import run_json
 from rag.config import Settings
@@ -86,3 +87,29 @@ def test_ctrl_d_leaves_cleanly(fake_index: Settings) -> None:
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_interactive_chat_streams_the_model_and_shows_the_checked_answer(
+    fake_index: Settings, stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.chat_cli import run_interactive
+
+    settings = fake_index.model_copy(update={"base_url": stub.base_url, "max_retries": 0})
+    typed = iter(["安心e生的等待期多久？", "/sources", "/reset", "/nope"])
+
+    def fake_input(prompt: str) -> str:
+        try:
+            return next(typed)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr("builtins.input", fake_input)
+    stub.reply("等待期为30日[1][9]。", token_delay=0.01)
+    out = io.StringIO()
+    assert run_interactive(Conversation(settings), out) == 0
+    text = out.getvalue()
+    assert "rag chat: a chat model." in text and "等待期为30日[1][9]。\n" in text  # the draft, as streamed
+    assert "checked answer: 等待期为30日[1]。" in text and "warning: citation [9] refers to no source" in text
+    assert "Sources:\n  [1] " in text and "passages for: 安心e生的等待期多久？" in text
+    assert "(new conversation)" in text and "unknown command /nope" in text
+    assert stub.chat_requests[-1].json["stream"] is True
