@@ -297,20 +297,29 @@ def eval_answers(
 ) -> None:
     """Ask every question as `rag ask` does: refusals, page hit@1/@5, cited clauses, facts, seconds. A dialogue
     set (one {id, set, lang, turns} a line) is scored turn by turn, each turn with its history."""
+    from rag import dialogue_eval as dialogues
     from rag.answer_eval import answer_report_json, evaluate_answers, format_answer_table, format_failures
-    from rag.dialogue_eval import is_dialogue_set
 
-    if is_dialogue_set(questions):
-        _eval_dialogues(questions, index, docs or [], mode, failures, as_json, debug)
-        return
+    def log(message: str) -> None:
+        typer.echo(message, err=True)
+
     with _errors(as_json, debug):
+        if dialogues.is_dialogue_set(questions):  # scored turn by turn, each turn with its history
+            turns = dialogues.evaluate_dialogues(questions, _settings(index), docs or [], mode, log=log)  # type: ignore[arg-type]
+            if as_json:
+                _print_json(dialogues.dialogue_report_json(turns))
+                return
+            typer.echo(dialogues.format_dialogue_table(turns, title=f"dialogues, turn by turn: {questions.name}"))
+            if failures:
+                typer.echo("\n" + dialogues.format_dialogue_failures(turns))
+            return
         report = evaluate_answers(
             questions,
             _settings(index),
             docs=docs or [],
             mode=mode,  # type: ignore[arg-type]  # checked by evaluate_answers, with a message
             limit=limit,
-            log=lambda message: typer.echo(message, err=True),
+            log=log,
         )
     if as_json:
         _print_json(answer_report_json(report))
@@ -318,32 +327,6 @@ def eval_answers(
     typer.echo(format_answer_table(report, title=f"answer quality: {questions.name}"))
     if failures:
         typer.echo("\n" + format_failures(report))
-
-
-def _eval_dialogues(
-    path: Path, index: Path | None, docs: list[Path], mode: str | None, failures: bool, as_json: bool, debug: bool
-) -> None:
-    from rag.dialogue_eval import (
-        dialogue_report_json,
-        evaluate_dialogues,
-        format_dialogue_failures,
-        format_dialogue_table,
-    )
-
-    with _errors(as_json, debug):
-        report = evaluate_dialogues(
-            path,
-            _settings(index),
-            docs,
-            mode,  # type: ignore[arg-type]  # checked by the Searcher, with a message
-            log=lambda message: typer.echo(message, err=True),
-        )
-    if as_json:
-        _print_json(dialogue_report_json(report))
-        return
-    typer.echo(format_dialogue_table(report, title=f"dialogues, turn by turn: {path.name}"))
-    if failures:
-        typer.echo("\n" + format_dialogue_failures(report))
 
 
 cache_app = typer.Typer(help="The embedding cache (vectors keyed by embedder and text hash).", no_args_is_help=True)
