@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,8 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
-from rag.config import Settings
-from rag.errors import RagError
+from rag.cli_errors import errors as _errors
+from rag.cli_errors import remember_index
+from rag.cli_errors import say as _say
+from rag.config import Settings, load_settings
 
 app = typer.Typer(
     add_completion=False,
@@ -44,36 +47,20 @@ def _main(
 
 
 def _settings(index: Path | None, **overrides: Any) -> Settings:
-    settings = Settings()
+    settings = load_settings()
     updates = {key: value for key, value in overrides.items() if value is not None}
     if index is not None:
         updates["index_dir"] = index
-    return settings.model_copy(update=updates) if updates else settings
-
-
-@contextmanager
-def _errors(as_json: bool, debug: bool) -> Iterator[None]:
-    """Domain errors become one line on stderr (or a JSON object) and a non-zero exit code."""
-    try:
-        yield
-    except RagError as exc:
-        if debug:
-            raise
-        _fail(str(exc), type(exc).__name__, exc.exit_code, as_json)
-    except KeyboardInterrupt:
-        _fail("interrupted", "Interrupted", 130, as_json)
-
-
-def _fail(message: str, kind: str, code: int, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps({"error": {"message": message, "type": kind}}, ensure_ascii=False))
-    else:
-        typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+    settings = settings.model_copy(update=updates) if updates else settings
+    remember_index(Path(settings.index_dir))
+    return settings
 
 
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    # json.dumps escapes C0 controls but, with ensure_ascii=False, prints DEL and the C1 controls (U+009B is a
+    # CSI to some terminals) as they are: escape them too. Only strings hold them, so the JSON means the same.
+    text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
+    typer.echo(re.sub("[\x7f-\x9f]", lambda m: f"\\u{ord(m[0]):04x}", text))
 
 
 @app.command()
@@ -180,23 +167,23 @@ def ask(
         _print_json(answer.to_dict())
         return
     if answer.mode == "extractive":
-        typer.echo("Extractive answer (no chat model configured; set OPENAI_API_KEY or OPENAI_BASE_URL):")
-    typer.echo(answer.answer)
+        _say("Extractive answer (no chat model configured; set OPENAI_API_KEY or OPENAI_BASE_URL):")
+    _say(answer.answer)
     for warning in answer.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        _say(f"warning: {warning}", err=True)
     if answer.citations:
-        typer.echo("\nSources:")
+        _say("\nSources:")
         for citation in answer.citations:
             clause = f", {citation.clause}" if citation.clause else ""
             also = [other for other in citation.sources if other != citation.source]
             copies = f" (same content: {', '.join(also)})" if also else ""
-            typer.echo(f"  [{citation.n}] {citation.source}, page {citation.page}{clause}{copies}")
+            _say(f"  [{citation.n}] {citation.source}, page {citation.page}{clause}{copies}")
     if answer.mode == "refused" and answer.passages:
-        typer.echo("\nNearest passages:")
+        _say("\nNearest passages:")
         for passage in answer.passages:
             snippet = " ".join(passage.text.split())
             snippet = snippet if len(snippet) <= 80 else snippet[:79] + "…"
-            typer.echo(f"  [{passage.n}] {passage.source}, page {passage.page} (score {passage.score:.3f}): {snippet}")
+            _say(f"  [{passage.n}] {passage.source}, page {passage.page} (score {passage.score:.3f}): {snippet}")
 
 
 @app.command()
@@ -230,11 +217,13 @@ def status(index: IndexOption = None, as_json: JsonOption = False, debug: DebugO
     from rag.index import Index
 
     with _errors(as_json, debug):
-        data = Index(_settings(index)).status()
+        opened = Index(_settings(index))
+        opened.require_folder()
+        data = opened.status()
     if as_json:
         _print_json(data)
         return
-    typer.echo(
+    _say(
         f"index {data['index']}: {data['documents']} documents ({data['files']} files), {data['chunks']} chunks; "
         f"embedder {data['embedder']}; settings {json.dumps(data['settings'], ensure_ascii=False)}"
     )
@@ -376,20 +365,36 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8000,
     index: IndexOption = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    header_timeout: Annotated[
+        float | None,
+        typer.Option("--header-timeout", min=0.001, help="Seconds for a request's headers (default 10)."),
+    ] = None,
+    body_timeout: Annotated[
+        float | None,
+        typer.Option("--body-timeout", min=0.001, help="Seconds for a request's body (default 60)."),
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Serve the HTTP API (/v1/ask, /v1/ingest, OpenAI-compatible /v1/chat/completions) under uvicorn."""
     with _errors(False, debug):
-        settings = _settings(index)
+        settings = _settings(index, server_header_timeout=header_timeout, server_body_timeout=body_timeout)
         import uvicorn
 
         from rag.server import create_app
+        from rag.server_timeouts import header_timeout_protocol
 
         if host not in ("127.0.0.1", "localhost", "::1") and settings.server_api_key is None:
             typer.echo(
                 f"warning: serving on {host} without RAG_SERVER_API_KEY: anyone who can reach it can use it", err=True
             )
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, server_header=False)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=log_level,
+            server_header=False,
+            http=header_timeout_protocol(settings.server_header_timeout),
+        )
 
 
 def main() -> None:

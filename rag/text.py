@@ -27,7 +27,20 @@ __all__ = [
     "sentence_ends",
     "sentence_spans",
     "split_sentences",
+    "terminal_safe",
 ]
+
+# --- terminal output ---------------------------------------------------------------------------------------
+
+# C0 controls but newline and tab, DEL and the C1 controls: a document's ESC ] 0 ; title BEL or ESC [ 2 J would
+# set the window title or clear the screen if printed raw; each is shown as its escape (\x1b) instead.
+_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if code not in (9, 10)}
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with every control character except newline and tab replaced by a visible escape such as \\x1b."""
+    return text.translate(_CONTROL_ESCAPES)
+
 
 # --- CJK ------------------------------------------------------------------------------------------------
 
