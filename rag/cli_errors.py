@@ -80,4 +80,4 @@ def say(text: str, err: bool = False) -> None:
     """Print for a terminal: a document's escape sequences are shown, never obeyed (rag.text.terminal_safe)."""
     from rag.text import terminal_safe
 
-    typer.echo(terminal_safe(text), err=err)
+    typer.echo(terminal_safe(text, one_line=False), err=err)

@@ -109,3 +109,9 @@ def _secret_pattern(secret: str) -> re.Pattern[str]:
             forms.append(r"\\{1,3}/")
         parts.append("(?:" + "|".join(form for form in forms if form) + ")")
     return re.compile("".join(parts), re.IGNORECASE)
+
+
+def brief(exc: BaseException) -> str:
+    """An unexpected exception as a short clause of a message: its type, and its text cut to one line."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__

@@ -30,18 +30,6 @@ __all__ = [
     "terminal_safe",
 ]
 
-# --- terminal output ---------------------------------------------------------------------------------------
-
-# C0 controls but newline and tab, DEL and the C1 controls: a document's ESC ] 0 ; title BEL or ESC [ 2 J would
-# set the window title or clear the screen if printed raw; each is shown as its escape (\x1b) instead.
-_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if code not in (9, 10)}
-
-
-def terminal_safe(text: str) -> str:
-    """`text` with every control character except newline and tab replaced by a visible escape such as \\x1b."""
-    return text.translate(_CONTROL_ESCAPES)
-
-
 # --- CJK ------------------------------------------------------------------------------------------------
 
 # The body of a character class (use as f"[{CJK_CHARS}]"): 〇, CJK Extension A, the unified ideographs and
@@ -382,3 +370,26 @@ def _numbered(line: str, match: re.Match[str], level: int) -> HeadingMatch:
         label = (line[: match.start(2)] + title).strip()
         return HeadingMatch(level, label, number, match.start(2) + end)
     return HeadingMatch(max(level, LEVEL_ITEM), number, number, 0, titled=False)
+
+
+# --- terminal output -------------------------------------------------------------------------------------
+
+# C0 and C1 controls (a document's ESC ] 0 ; title BEL or ESC [ 2 J would set the window title or clear the
+# screen if printed raw; a newline in a file name would forge a report line), bidirectional overrides, and the
+# lone surrogates that an undecodable file name becomes
+_UNSAFE_FOR_TERMINAL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_UNSAFE_KEEPING_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def terminal_safe(text: str, *, one_line: bool = True) -> str:
+    """`text` with every character that could drive a terminal or forge a line written as a visible escape
+    (`\\n`, `\\x1b`, `\\u202e`); a lone surrogate (an undecodable byte of a file name) as that byte, `\\xe9`.
+    `one_line=False` keeps newlines and tabs, for answers and passages, which are meant to span lines."""
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's surrogateescape of one undecodable byte
+            return f"\\x{code - 0xDC00:02x}"
+        return match.group().encode("unicode_escape").decode("ascii") if code < 0x100 else f"\\u{code:04x}"
+
+    return (_UNSAFE_FOR_TERMINAL if one_line else _UNSAFE_KEEPING_LINES).sub(escape, text)
