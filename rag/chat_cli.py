@@ -94,11 +94,11 @@ def _turn(conversation: Conversation, question: str, out: IO[str], debug: bool) 
         written = []
         for piece in stream:
             written.append(piece)
-            out.write(terminal_safe(piece))  # a document's escape sequences never reach the terminal raw
+            out.write(terminal_safe(piece, one_line=False))  # a document's escape sequences never reach it raw
             out.flush()
         out.write("\n")
         if "".join(written).strip() != stream.answer.answer.strip():  # verification removed a marker or link
-            out.write(f"checked answer: {terminal_safe(stream.answer.answer)}\n")
+            out.write(f"checked answer: {terminal_safe(stream.answer.answer, one_line=False)}\n")
         _footer(stream.answer, out)
     except KeyboardInterrupt:  # the answer stops; the turn is not kept
         out.write("\n(interrupted)\n")
@@ -130,7 +130,7 @@ def _sources(conversation: Conversation, out: IO[str]) -> None:
         snippet = " ".join(passage.text.split())
         snippet = snippet if len(snippet) <= SNIPPET_CHARS else snippet[: SNIPPET_CHARS - 1] + "…"
         where = f"  [{passage.n}] {passage.source}, page {passage.page}{clause} (score {passage.score:.3f})"
-        out.write(terminal_safe(f"{where}\n      {snippet}") + "\n")
+        out.write(f"{terminal_safe(where)}\n      {terminal_safe(snippet)}\n")
 
 
 def _enable_line_editing() -> None:
