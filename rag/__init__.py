@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rag.config import Settings
+from rag.conversation import Conversation, Turn
 from rag.errors import (
     ConfigError,
     DatasetError,
@@ -29,6 +30,7 @@ from rag.records import (
     FileFailure,
     Hit,
     IngestReport,
+    Message,
     Page,
     Passage,
 )
@@ -44,6 +46,7 @@ __all__ = [
     "Chunk",
     "Citation",
     "ConfigError",
+    "Conversation",
     "DatasetError",
     "Document",
     "Edition",
@@ -55,12 +58,14 @@ __all__ = [
     "IndexMissingError",
     "IngestReport",
     "LoadError",
+    "Message",
     "ModelError",
     "Page",
     "Passage",
     "RagError",
     "Settings",
     "StoreUnreachableError",
+    "Turn",
     "__version__",
     "ask",
     "ingest",
@@ -78,7 +83,9 @@ def ingest(paths: Iterable[str | Path], settings: Settings | None = None, **opti
 
 
 def ask(question: str, settings: Settings | None = None, **options: Any) -> Answer:
-    """Retrieve passages for `question` and answer from them, with citations. `as_of` (a date, default today)
+    """Retrieve passages for `question` and answer from them, with citations. `history=[...]` (Messages or
+    {"role", "content"} dicts, oldest first) reads a follow-up with the turns before it; the answer's
+    `condensed_question` is the standalone question that was searched for. `as_of` (a date, default today)
     and `product` choose the editions searched (README, "Editions")."""
     from rag.qa import answer_question
 

@@ -227,6 +227,31 @@ def ask(
 
 
 @app.command()
+def chat(
+    index: IndexOption = None,
+    model: Annotated[str | None, typer.Option("--model", help="Chat model (default RAG_CHAT_MODEL).")] = None,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="Retrieval: dense, lexical or hybrid (default RAG_RETRIEVAL_MODE).")
+    ] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Passages to retrieve (default 5).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Read questions line by line from stdin; one JSON object per turn.")
+    ] = False,
+    debug: DebugOption = False,
+) -> None:
+    """A conversation: follow-up questions are read with the turns before them. /sources, /reset, /quit."""
+    from rag.chat_cli import run_interactive, run_json
+    from rag.conversation import Conversation
+
+    with _errors(as_json, debug):
+        chosen: dict[str, Any] = {"model": model, "mode": mode, "top_k": top_k}
+        options = {key: value for key, value in chosen.items() if value is not None}
+        conversation = Conversation(_settings(index), **options)
+        code = run_json(conversation, sys.stdin, sys.stdout, debug) if as_json else run_interactive(conversation)
+    raise typer.Exit(code)
+
+
+@app.command()
 def status(index: IndexOption = None, as_json: JsonOption = False, debug: DebugOption = False) -> None:
     """What the index holds and how it was built."""
     from rag.index import Index
@@ -305,17 +330,31 @@ def eval_answers(
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Ask every question as `rag ask` does: refusals, page hit@1/@5, cited clauses, facts, seconds."""
+    """Ask every question as `rag ask` does: refusals, page hit@1/@5, cited clauses, facts, seconds. A dialogue
+    set (one {id, set, lang, turns} a line) is scored turn by turn, each turn with its history."""
+    from rag import dialogue_eval as dialogues
     from rag.answer_eval import answer_report_json, evaluate_answers, format_answer_table, format_failures
 
+    def log(message: str) -> None:
+        typer.echo(message, err=True)
+
     with _errors(as_json, debug):
+        if dialogues.is_dialogue_set(questions):  # scored turn by turn, each turn with its history
+            turns = dialogues.evaluate_dialogues(questions, _settings(index), docs or [], mode, log=log)  # type: ignore[arg-type]
+            if as_json:
+                _print_json(dialogues.dialogue_report_json(turns))
+                return
+            typer.echo(dialogues.format_dialogue_table(turns, title=f"dialogues, turn by turn: {questions.name}"))
+            if failures:
+                typer.echo("\n" + dialogues.format_dialogue_failures(turns))
+            return
         report = evaluate_answers(
             questions,
             _settings(index),
             docs=docs or [],
             mode=mode,  # type: ignore[arg-type]  # checked by evaluate_answers, with a message
             limit=limit,
-            log=lambda message: typer.echo(message, err=True),
+            log=log,
         )
     if as_json:
         _print_json(answer_report_json(report))
