@@ -78,7 +78,7 @@ def _print_json(data: Any) -> None:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders of PDF, TXT and Markdown.")],
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders: PDF, Word, HTML, Excel, CSV, TXT, Markdown.")],
     index: IndexOption = None,
     prune: Annotated[bool, typer.Option("--prune", help="Remove the chunks of files that no longer exist.")] = False,
     rebuild: Annotated[
@@ -190,13 +190,13 @@ def ask(
             clause = f", {citation.clause}" if citation.clause else ""
             also = [other for other in citation.sources if other != citation.source]
             copies = f" (same content: {', '.join(also)})" if also else ""
-            typer.echo(f"  [{citation.n}] {citation.source}, page {citation.page}{clause}{copies}")
+            typer.echo(f"  [{citation.n}] {citation.source}, {citation.location}{clause}{copies}")
     if answer.mode == "refused" and answer.passages:
         typer.echo("\nNearest passages:")
         for passage in answer.passages:
             snippet = " ".join(passage.text.split())
             snippet = snippet if len(snippet) <= 80 else snippet[:79] + "…"
-            typer.echo(f"  [{passage.n}] {passage.source}, page {passage.page} (score {passage.score:.3f}): {snippet}")
+            typer.echo(f"  [{passage.n}] {passage.source}, {passage.location()} (score {passage.score:.3f}): {snippet}")
 
 
 @app.command()

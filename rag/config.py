@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     chunk_size: int = Field(default=300, ge=16, description="tokens (cl100k_base) per chunk")
     chunk_overlap: int = Field(default=40, ge=0)
     pdf_backend: Literal["pypdfium2", "pypdf"] = "pypdfium2"
+    # PDF pages without a text layer (scans): "rapidocr" (the `ocr` extra, models in its wheel), "vision" (an
+    # OpenAI-compatible vision model, RAG_OCR_MODEL, at the chat base URL) or "off" (a scan is an error)
+    ocr: Literal["rapidocr", "vision", "off"] = "rapidocr"
+    ocr_model: str = "gpt-4o-mini"
     # Embed and index each chunk with its heading path in front ("条款 › 2. 保障 › 2.4责任免除\n…"), so that a
     # body that never repeats its heading's words is still found by them; what is shown stays the text.
     heading_context: bool = True

@@ -282,7 +282,9 @@ def _no_longer_there(source: str, index: Index) -> FileFailure:
 
 
 def load_chunks(file: SourceFile, digest: str, settings: Settings) -> Iterator[Chunk]:
-    pages = load_pages(file, settings.pdf_backend)
+    from rag.ocr import engine_for
+
+    pages = load_pages(file, settings.pdf_backend, ocr=functools.partial(engine_for, settings))
     return split_pages(pages, digest, settings.chunk_size, settings.chunk_overlap)
 
 

@@ -1,4 +1,6 @@
-"""Files to pages: discovery, decoding, PDF extraction and clean-up of PDF artefacts.
+"""Files to pages: discovery, decoding, PDF extraction and clean-up of PDF artefacts; Word, HTML and
+spreadsheets are read by their own modules (rag/loaders_docx.py, rag/loaders_html.py, rag/loaders_sheets.py),
+and scanned PDF pages are recognised by rag/ocr.py.
 
 Every problem with one file is raised as a LoadError naming the file and the fix; the caller records it
 and goes on with the next file.
@@ -12,20 +14,23 @@ import os
 import re
 import stat
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.errors import LoadError
 from rag.outline import is_front_matter, known_titles, repair_wrapped_headings, split_inline_headings
-from rag.records import Page
+from rag.records import ChunkKind, Page
 
 if TYPE_CHECKING:
+    from rag.ocr import OcrEngine
     from rag.tables import Table
 from rag.text import CJK_CHARS, CJK_PUNCT, HEADING_LINE, INLINE_HEADING, LIST_OR_HEADING_START
 
-SUPPORTED_SUFFIXES = {".pdf", ".txt", ".md", ".markdown"}
+SUPPORTED_SUFFIXES = {".pdf", ".txt", ".md", ".markdown", ".docx", ".html", ".htm", ".xlsx", ".csv"}
+# What to convert an unsupported file to, as the error says it.
+SUPPORTED_NAMES = "PDF, Word (.docx), HTML, Excel (.xlsx), CSV, TXT or Markdown"
 # Large text files are cut into segments of about this many characters, at a line break, so that memory
 # stays bounded however big the file.
 TEXT_SEGMENT_CHARS = 200_000
@@ -82,7 +87,7 @@ def _add_file(path: Path, found: dict[str, SourceFile], problems: list[LoadError
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         problems.append(
             LoadError(
-                str(path), f"unsupported file type {path.suffix or '(none)'!r}", "convert it to PDF, TXT or Markdown"
+                str(path), f"unsupported file type {path.suffix or '(none)'!r}", f"convert it to {SUPPORTED_NAMES}"
             )
         )
         return
@@ -127,16 +132,37 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_pages(file: SourceFile, pdf_backend: str = "pypdfium2") -> Iterator[Page]:
+# Makes the OCR engine when a scanned page first needs it (None: OCR is off).
+OcrFactory = Callable[[], "OcrEngine | None"]
+
+
+def load_pages(file: SourceFile, pdf_backend: str = "pypdfium2", ocr: OcrFactory | None = None) -> Iterator[Page]:
     """Yield the cleaned pages of one file, lazily, so a large text file never sits in memory whole.
 
-    A text file has no pages: all of its segments are page 1.
+    A text file has no pages: all of its segments are page 1. Word and HTML pages are paragraphs, a
+    spreadsheet's are rows (rag/blocks.py, rag/loaders_sheets.py). A PDF page with no text layer but an
+    image is recognised by the engine `ocr` makes, when given.
     """
     suffix = file.path.suffix.lower()
     if suffix == ".pdf":
-        raw_pages = list(_pdf_pages(file.path, pdf_backend))
+        raw_pages, recognised = _pdf_text(file, pdf_backend, ocr)
         rows = _table_rows(file.path, raw_pages) if pdf_backend != "pypdf" else {}
-        yield from clean_pdf_pages(file.source, raw_pages, _bookmarks(file.path), rows)
+        yield from clean_pdf_pages(file.source, raw_pages, _bookmarks(file.path), rows, recognised)
+        return
+    if suffix == ".docx":
+        from rag.loaders_docx import docx_pages
+
+        yield from docx_pages(file.path, file.source)
+        return
+    if suffix in {".html", ".htm"}:
+        from rag.loaders_html import html_pages
+
+        yield from html_pages(file.path, file.source)
+        return
+    if suffix in {".xlsx", ".csv"}:
+        from rag.loaders_sheets import csv_pages, xlsx_pages
+
+        yield from (xlsx_pages if suffix == ".xlsx" else csv_pages)(file.path, file.source)
         return
     markdown = suffix in {".md", ".markdown"}
     for segment in _text_segments(file.path):
@@ -146,11 +172,16 @@ def load_pages(file: SourceFile, pdf_backend: str = "pypdfium2") -> Iterator[Pag
 
 
 def clean_pdf_pages(
-    source: str, raw_pages: list[str], bookmarks: Iterable[str] = (), tables: dict[int, list[str]] | None = None
+    source: str,
+    raw_pages: list[str],
+    bookmarks: Iterable[str] = (),
+    tables: dict[int, list[str]] | None = None,
+    recognised: frozenset[int] = frozenset(),
 ) -> Iterator[Page]:
     """Drop running headers and footers (they need every page to be seen), clean each page, join the headings
     that a narrow column wrapped (using the document's own contents list and its bookmarks), and mark front
-    matter. A page's table rows (`tables`, by page number) follow it as a page of kind "table"."""
+    matter. A page's table rows (`tables`, by page number) follow it as a page of kind "table". The pages
+    numbered in `recognised` were read by OCR and are marked so."""
     repeated = _running_lines(raw_pages)
     cleaned = []
     for text in raw_pages:
@@ -159,7 +190,8 @@ def clean_pdf_pages(
     contents = [text for text in cleaned if is_front_matter(text)]
     cleaned = repair_wrapped_headings(cleaned, known_titles(contents, bookmarks))
     for number, text in enumerate(cleaned, start=1):
-        yield Page(source=source, page=number, text=text, kind="front" if is_front_matter(text) else "clause")
+        kind: ChunkKind = "front" if is_front_matter(text) else "clause"
+        yield Page(source=source, page=number, text=text, kind=kind, ocr=number in recognised)
         rows = (tables or {}).get(number)
         if rows:
             yield Page(source=source, page=number, text="\n".join(rows), kind="table")
@@ -273,6 +305,23 @@ def _join_broken_lines(text: str) -> str:
     return "\n".join(out).strip()
 
 
+def _pdf_text(file: SourceFile, backend: str, ocr: OcrFactory | None) -> tuple[list[str], frozenset[int]]:
+    """The text of each page, and the numbers of the pages whose text OCR recognised: with an OCR engine, the
+    pages that have no text layer but an image (a scan) are recognised; a PDF with no text at all is
+    recognised whole."""
+    try:
+        raw_pages = list(_pdf_pages(file.path, backend))
+    except LoadError as exc:
+        if ocr is None or not exc.problem.startswith("no text layer"):
+            raise
+        raw_pages = []
+    if ocr is None:
+        return raw_pages, frozenset()
+    from rag.ocr import recognise_scanned_pages
+
+    return recognise_scanned_pages(file.path, file.source, raw_pages, ocr)
+
+
 def _pdf_pages(path: Path, backend: str) -> Iterator[str]:
     """pypdfium2 first (an order of magnitude faster, and no line break after every text run); pypdf reads
     what PDFium cannot open. A file that needs a password or has no text layer fails in both."""
@@ -366,7 +415,7 @@ def _decode(path: Path, head: bytes) -> str:
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     if b"\x00" in head:
-        raise LoadError(str(path), "binary data, not text", "check the file type; only PDF, TXT and Markdown are read")
+        raise LoadError(str(path), "binary data, not text", f"check the file type; {SUPPORTED_NAMES} are read")
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     for encoding in ("utf-8", "gb18030"):

@@ -38,7 +38,7 @@ def neutralise(text: str) -> str:
 def format_sources(passages: Sequence[Passage]) -> str:
     blocks = []
     for passage in passages:
-        where = f"{passage.source}, page {passage.page}"
+        where = f"{passage.source}, {passage.location()}"
         if passage.clause:
             where += f", {passage.clause}"
         where = neutralise(where).replace('"', "'")

@@ -246,6 +246,7 @@ def _citation(passage: Passage, claims: list[str]) -> Citation:
         clause=passage.clause_at(_offset_in(passage.text, claims)),
         chunk_id=passage.chunk_id,
         sources=passage.sources,
+        location=passage.location(),
     )
 
 
@@ -281,6 +282,7 @@ def to_passages(hits: list[Hit], sources_of: Callable[[str], list[str]] | None =
             heading_path=hit.chunk.heading_path,
             clause_spans=hit.chunk.clause_spans,
             kind=hit.chunk.kind,
+            ocr=hit.chunk.ocr,
             dense_rank=hit.dense_rank,
             lexical_rank=hit.lexical_rank,
         )

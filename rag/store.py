@@ -237,6 +237,8 @@ def _chunk_metadata(chunk: Chunk) -> dict[str, Any]:
         metadata["clause_spans"] = json.dumps(chunk.clause_spans, ensure_ascii=False)
     if chunk.kind != "clause":
         metadata["kind"] = chunk.kind
+    if chunk.ocr:
+        metadata["ocr"] = True
     return metadata
 
 
@@ -256,4 +258,5 @@ def _chunk_from(chunk_id: str, document: str | None, metadata: Any) -> Chunk:
             (int(start), str(label)) for start, label in json.loads(metadata.get("clause_spans") or "[]")
         ),
         kind=metadata.get("kind", "clause"),
+        ocr=bool(metadata.get("ocr", False)),
     )
