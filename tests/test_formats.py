@@ -373,3 +373,40 @@ def test_page_records_default_to_no_section_and_no_ocr() -> None:
     page = Page("a.pdf", 1, "text")
     assert page.section is None and not page.ocr and location("a.pdf", 3) == "page 3"
     assert location("notes.md", 1) == "page 1"
+
+
+# --- through the faces ------------------------------------------------------------------------------------
+
+
+def test_the_server_accepts_the_new_types_and_names_them_when_refusing(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from rag.server import create_app
+
+    docx_file = _write_docx(tmp_path / "terms.docx")
+    sheet = _write_xlsx(tmp_path / "faq.xlsx")
+    settings = Settings(index_dir=tmp_path / "index", embedder="fake", _env_file=None)  # type: ignore[call-arg]
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        files = [
+            ("files", (path.name, path.read_bytes(), "application/octet-stream"))
+            for path in (docx_file, sheet, tmp_path / "terms.docx")
+        ]
+        files[2] = ("files", ("old.xls", b"\xd0\xcf\x11\xe0", "application/octet-stream"))
+        report = client.post("/v1/ingest", files=files).json()
+    assert report["added"] == 2 and report["files"] == ["terms.docx", "faq.xlsx"]
+    assert [failure["path"] for failure in report["failed"]] == ["old.xls"]
+    assert "Excel (.xlsx)" in report["failed"][0]["error"]
+
+
+def test_an_answer_from_a_sheet_cites_its_sheet_and_row(fake_settings: Settings) -> None:
+    from rag.index import Index
+    from rag.qa import answer_question
+
+    sheet = _write_xlsx(Path.cwd() / "客服知识库.xlsx")
+    with Index(fake_settings) as index:
+        assert ingest_paths([sheet], index).added == 1
+    answer = answer_question("犹豫期有多长？", fake_settings, mode="lexical", top_k=3)
+    locations = {passage.location() for passage in answer.passages}
+    assert "sheet 常见问题, row 4" in locations
+    assert answer.citations and all(citation.location for citation in answer.citations)
+    assert answer.citations[0].location == "sheet 常见问题, row 4"
