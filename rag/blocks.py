@@ -20,6 +20,7 @@ from rag.tables import Table, row_text
 
 DEFAULT_CAPTION = "表格 / Table"
 _NUMERIC = re.compile(r"^[\s¥$€£%+\-.,()（）/:：\d]*\d[\s¥$€£%+\-.,()（）/:：\d]*(元|万元|天|日|年|岁|周岁|%)?$")
+_YEAR = re.compile(r"^(?:19|20)\d{2}\s*年?(?:度)?$")
 _CAPTION = re.compile(r"^\s*(表|Table|TABLE|附表)\s*[\d一二三四五六七八九十]+")
 
 
@@ -50,12 +51,13 @@ def is_numeric(value: str) -> bool:
 
 
 def looks_like_header(row: Sequence[str], width: int) -> bool:
-    """Column names: text cells (no numbers or amounts), none repeated, naming at least half of the `width`
-    columns that hold data."""
+    """Column names: text cells (no numbers or amounts; a year may name a column), none repeated, naming at
+    least half of the `width` columns that hold data."""
     names = [cell.strip() for cell in row if cell.strip()]
     if not names or len(names) * 2 < width:
         return False
-    return not any(is_numeric(name) for name in names) and len(set(names)) == len(names)
+    amounts = [name for name in names if is_numeric(name) and not _YEAR.match(name)]  # a year can name a column
+    return not amounts and len(set(names)) == len(names)
 
 
 def looks_like_caption(text: str) -> bool:

@@ -53,7 +53,7 @@ def _write_docx(path: Path) -> Path:
     document.add_paragraph("本保险合同由保险条款、投保单、保险单以及批单组成。")  # 4
     document.add_paragraph("保险责任", style="Heading 2")  # 5
     document.add_paragraph("本合同的等待期为30天，自合同生效之日起计算。")  # 6
-    document.add_paragraph("目录 1", style="TOC Heading") if "TOC Heading" in document.styles else None
+    document.add_paragraph("目录 …… 1", style="TOC Heading")  # Word's contents list: skipped, not numbered
     document.add_paragraph("表1 保险金额表", style="Caption")  # the table's caption, not a paragraph
     table = document.add_table(rows=1 + len(PREMIUM_ROWS), cols=3)
     for column, name in enumerate(PREMIUM_HEADER):
@@ -78,6 +78,7 @@ def test_word_headings_feed_the_outline_and_citations_name_the_paragraph(tmp_pat
     waiting = _containing(chunks, "等待期为30天")
     assert waiting.heading_path[-1] == "保险责任" and waiting.clause == "保险责任"
     assert 6 in waiting.pages or waiting.pages[0] == 5  # the heading (5) opens the chunk of paragraph 6
+    assert not any("目录" in chunk.text for chunk in chunks)
     exclusion = _containing(chunks, "on purpose")
     assert exclusion.clause == "Exclusions"
     assert location(exclusion.source, exclusion.page, exclusion.heading_path) == f"paragraph {exclusion.page}"
@@ -410,3 +411,12 @@ def test_an_answer_from_a_sheet_cites_its_sheet_and_row(fake_settings: Settings)
     assert "sheet 常见问题, row 4" in locations
     assert answer.citations and all(citation.location for citation in answer.citations)
     assert answer.citations[0].location == "sheet 常见问题, row 4"
+
+
+def test_a_header_may_name_years_but_not_hold_amounts() -> None:
+    from rag.blocks import looks_like_header
+
+    assert looks_like_header(("年龄", "2023年", "2024"), 3)
+    assert not looks_like_header(("等待期", "30", "天"), 3)
+    assert not looks_like_header(("年龄", "年龄", "保费"), 3)
+    assert not looks_like_header(("说明", "", ""), 3)
