@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from rag.errors import ConfigError, LoadError, ModelError
+from rag.errors import ConfigError, LoadError, ModelError, mask_secret
 from rag.text import has_cjk
 
 if TYPE_CHECKING:
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from rag.config import Settings
 
 OcrMode = Literal["rapidocr", "vision", "off"]
-# A page is rendered at this resolution for recognition: 200 dpi keeps 9-point CJK strokes apart; RapidOCR's
-# longest side is raised to match so that it does not shrink the image again (scripts/eval_ocr.py).
+# Pages are rendered at this resolution for recognition (an A4 page is 1654 x 2339 pixels); RapidOCR's limit
+# on the longest side is raised above that so that it does not shrink the page again (scripts/eval_ocr.py).
 RENDER_DPI = 200
 MAX_SIDE = 2400
 INSTALL_HINT = "install the OCR extra: pip install 'rag[ocr]' (or set RAG_OCR=vision to use a vision model)"
@@ -161,11 +161,12 @@ class VisionOcr:
         ]
         try:
             response = self._client.chat.completions.create(model=self._model, messages=messages, temperature=0)
-        except openai.APIError as exc:
+        except openai.APIError as exc:  # the key is masked: a server may echo it in its error body
+            problem = mask_secret(f"{type(exc).__name__}: {exc}", self._client.api_key)
             raise ModelError(
-                f"the vision model {self._model!r} at {self._where} could not read a scanned page "
-                f"({type(exc).__name__}: {exc}); check RAG_OCR_MODEL, or set RAG_OCR=rapidocr"
-            ) from exc
+                f"the vision model {self._model!r} at {self._where} could not read a scanned page ({problem}); "
+                "check RAG_OCR_MODEL, or set RAG_OCR=rapidocr"
+            ) from None
         text = response.choices[0].message.content if response.choices else None
         return _strip_fences(text or "")
 

@@ -332,6 +332,21 @@ def test_a_scanned_page_is_read_by_a_vision_model_over_http_and_marked_ocr(tmp_p
     assert stored.ocr and not _chunk_from("x", "t", _chunk_metadata(Chunk("x", "a.pdf", "s", 0, "t", (1,)))).ocr
 
 
+def test_a_vision_model_that_fails_fails_that_file_without_showing_the_key(tmp_path: Path, stub: OpenAIStub) -> None:
+    from rag.ocr import VisionOcr
+
+    pdf = _scanned_pdf(tmp_path / "scan.pdf", _text_image(["Scanned clause"]))
+    stub.fail(404, body={"error": {"message": "model not found for key sk-secret-123456", "type": "not_found"}})
+    settings = Settings(  # type: ignore[call-arg]
+        ocr="vision", ocr_model="no-such-model", base_url=stub.base_url, api_key="sk-secret-123456", _env_file=None
+    )
+    with pytest.raises(LoadError) as failure:
+        _chunks(pdf, ocr=lambda: VisionOcr(settings.model_copy(update={"max_retries": 0})))
+    message = str(failure.value)
+    assert "OCR of page 1 failed" in message and "'no-such-model'" in message and "RAG_OCR_MODEL" in message
+    assert "sk-secret-123456" not in message
+
+
 def test_without_the_ocr_extra_a_scan_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from rag.ocr import RapidOcr
 
