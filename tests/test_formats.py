@@ -332,6 +332,30 @@ def test_a_scanned_page_is_read_by_a_vision_model_over_http_and_marked_ocr(tmp_p
     assert stored.ocr and not _chunk_from("x", "t", _chunk_metadata(Chunk("x", "a.pdf", "s", 0, "t", (1,)))).ocr
 
 
+def test_only_the_scanned_page_of_a_mixed_pdf_is_recognised(tmp_path: Path, stub: OpenAIStub) -> None:
+    import pypdfium2 as pdfium
+    from pdfgen import write_pdf
+
+    from rag.ocr import VisionOcr
+
+    text_pdf = write_pdf(tmp_path / "text.pdf", [["Section 1. Cover", "The policy covers accidents abroad."]])
+    scan_pdf = _scanned_pdf(tmp_path / "scan.pdf", _text_image(["Endorsement"]))
+    mixed = pdfium.PdfDocument.new()
+    for part in (text_pdf, scan_pdf):
+        source = pdfium.PdfDocument(str(part))
+        mixed.import_pages(source)
+        source.close()
+    mixed.save(str(tmp_path / "mixed.pdf"))
+    mixed.close()
+    stub.reply("Endorsement 2\nDental treatment is covered up to USD 500.")
+    settings = Settings(ocr="vision", base_url=stub.base_url, api_key="sk-test", _env_file=None)  # type: ignore[call-arg]
+    chunks = _chunks(tmp_path / "mixed.pdf", ocr=lambda: VisionOcr(settings))
+    assert len(stub.chat_requests) == 1  # the page with a text layer was not sent
+    cover, endorsement = _containing(chunks, "accidents abroad"), _containing(chunks, "Dental treatment")
+    assert cover.pages == (1,) and not cover.ocr
+    assert endorsement.pages == (2,) and endorsement.ocr
+
+
 def test_a_vision_model_that_fails_fails_that_file_without_showing_the_key(tmp_path: Path, stub: OpenAIStub) -> None:
     from rag.ocr import VisionOcr
 
