@@ -25,16 +25,21 @@ ROW_SUFFIXES = frozenset({".xlsx", ".csv"})
 OCR_MARK = "(OCR)"
 
 
-def location(source: str, page: int, heading_path: tuple[str, ...] = (), ocr: bool = False) -> str:
+def location(
+    source: str, page: int, heading_path: tuple[str, ...] = (), ocr: bool = False, pages: tuple[int, ...] = ()
+) -> str:
     """Where a passage is in its file, as a citation shows it: "page 3", "page 3 (OCR)" for text recognised
-    from a scan, "paragraph 12" in Word or HTML, "sheet 常见问题, row 5" in a workbook (its sheet is the first
-    step of the heading path after the title), "row 5" in a CSV file."""
+    from a scan, "paragraph 12" (or "paragraphs 12–14" for a passage of several) in Word or HTML,
+    "sheet 常见问题, row 5" in a workbook (its sheet is the first step of the heading path after the title),
+    "row 5" (or "rows 5–7") in a CSV file."""
     suffix = PurePath(source).suffix.lower()
+    first, last = (pages[0], pages[-1]) if pages else (page, page)
     if suffix in PARAGRAPH_SUFFIXES:
-        return f"paragraph {page}"
+        return f"paragraphs {first}–{last}" if last > first else f"paragraph {first}"
     if suffix in ROW_SUFFIXES:
+        rows = f"rows {first}–{last}" if last > first else f"row {first}"
         sheet = heading_path[1] if suffix == ".xlsx" and len(heading_path) > 1 else None
-        return f"sheet {sheet}, row {page}" if sheet else f"row {page}"
+        return f"sheet {sheet}, {rows}" if sheet else rows
     return f"page {page} {OCR_MARK}" if ocr else f"page {page}"
 
 
@@ -150,7 +155,7 @@ class Passage:
         return clause_at(self.clause_spans, offset, self.clause)
 
     def location(self) -> str:
-        return location(self.source, self.page, self.heading_path, self.ocr)
+        return location(self.source, self.page, self.heading_path, self.ocr, self.pages)
 
 
 @dataclass(frozen=True)
@@ -161,7 +166,7 @@ class Citation:
     clause: str | None
     chunk_id: str
     sources: tuple[str, ...] = ()
-    location: str = ""  # "page 3", "page 3 (OCR)", "paragraph 12", "sheet 常见问题, row 5"
+    location: str = ""  # "page 3", "page 3 (OCR)", "paragraphs 12–14", "sheet 常见问题, row 5"
 
 
 @dataclass(frozen=True)

@@ -81,8 +81,10 @@ def test_word_headings_feed_the_outline_and_citations_name_the_paragraph(tmp_pat
     assert not any("目录" in chunk.text for chunk in chunks)
     exclusion = _containing(chunks, "on purpose")
     assert exclusion.clause == "Exclusions"
-    assert location(exclusion.source, exclusion.page, exclusion.heading_path) == f"paragraph {exclusion.page}"
-    assert exclusion.pages[-1] == 10
+    assert exclusion.pages == (9, 10)  # the heading and its paragraph
+    assert location(exclusion.source, exclusion.page, exclusion.heading_path, pages=exclusion.pages) == (
+        "paragraphs 9–10"
+    )
 
 
 def test_word_tables_become_rows_with_their_header_under_their_caption(tmp_path: Path) -> None:
@@ -152,7 +154,10 @@ def test_html_keeps_the_article_drops_the_boilerplate_and_fetches_nothing(
     waiting = _containing(chunks, "等待期为30天")
     assert waiting.heading_path[:2] == ("借款人意外伤害保险常见问题", "一、投保")
     assert waiting.clause_at(waiting.text.index("本合同的等待期")) == "1.2 等待期"
-    assert location(waiting.source, waiting.page) == f"paragraph {waiting.page}"
+    assert location(waiting.source, waiting.page, pages=waiting.pages) == (
+        f"paragraphs {waiting.pages[0]}–{waiting.pages[-1]}"
+    )
+    assert location("faq.html", 7, pages=(7,)) == "paragraph 7"
     table = next(chunk for chunk in chunks if chunk.kind == "table")
     assert "贷款金额: 10万至50万元; 保险金额: 等于贷款金额; 年保费: 300元" in table.text.split("\n")
     assert table.heading_path[-2:] == ("二、保险金额", "保险金额表")
@@ -216,6 +221,9 @@ def test_other_sheets_become_rows_with_their_header(tmp_path: Path) -> None:
     ]
     assert rates[0].heading_path == ("客服知识库", "费率表") and rates[0].pages == (3, 4)
     assert location(rates[0].source, rates[0].page, rates[0].heading_path) == "sheet 费率表, row 3"
+    assert location(rates[0].source, rates[0].page, rates[0].heading_path, pages=rates[0].pages) == (
+        "sheet 费率表, rows 3–4"
+    )
 
 
 def test_csv_faq_and_rate_tables(tmp_path: Path) -> None:
