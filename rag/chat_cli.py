@@ -116,7 +116,7 @@ def _footer(answer: Answer, out: IO[str]) -> None:
         out.write("Sources:\n")
         for citation in answer.citations:
             clause = f", {citation.clause}" if citation.clause else ""
-            out.write(terminal_safe(f"  [{citation.n}] {citation.source}, page {citation.page}{clause}") + "\n")
+            out.write(terminal_safe(f"  [{citation.n}] {citation.source}, {citation.location}{clause}") + "\n")
 
 
 def _sources(conversation: Conversation, out: IO[str]) -> None:
@@ -129,7 +129,7 @@ def _sources(conversation: Conversation, out: IO[str]) -> None:
         clause = f", {passage.clause}" if passage.clause else ""
         snippet = " ".join(passage.text.split())
         snippet = snippet if len(snippet) <= SNIPPET_CHARS else snippet[: SNIPPET_CHARS - 1] + "…"
-        where = f"  [{passage.n}] {passage.source}, page {passage.page}{clause} (score {passage.score:.3f})"
+        where = f"  [{passage.n}] {passage.source}, {passage.location()}{clause} (score {passage.score:.3f})"
         out.write(f"{terminal_safe(where)}\n      {terminal_safe(snippet)}\n")
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from rag.outline import OutlinePoint, OutlineWalker
 from rag.records import Chunk, ChunkKind, Page
-from rag.text import CLAUSE_START, LEVEL_CHAPTER, LEVEL_ITEM, classify_heading
+from rag.text import CLAUSE_START, LEVEL_CHAPTER, LEVEL_ITEM, LEVEL_SUBCLAUSE, classify_heading
 
 if TYPE_CHECKING:
     from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -87,18 +87,24 @@ def split_pages(pages: Iterable[Page], doc_sha256: str, chunk_size: int, chunk_o
     span inside it, and its kind: a FAQ question with its answer, front matter, table rows, or clause text."""
     walker: OutlineWalker | None = None
     index = 0
-    for group in _page_groups(pages):
+    for group, following in _with_next(_page_groups(pages)):
         text, page_starts, page_numbers, source = _join(group)
         if walker is None:
             walker = OutlineWalker(_title(source, text))
-        kind = group[0].kind
+        kind, section = group[0].kind, group[0].section
         path, label = walker.path(), walker.label()
-        if kind == "table":  # rows are not headings: the caption (the first line) joins the path in force
-            caption = text.split("\n", 1)[0].strip()
+        if kind == "table":  # rows are not headings: the caption (the section, or the first line) joins the path
+            caption = section or text.split("\n", 1)[0].strip()
             path, label = (*path, caption), caption
             points = []
+        elif kind == "faq":
+            points = _faq_points(text, page_starts, (*path, section) if section else path)
         else:
             points = walker.walk(text)
+            if following is not None and following[0].section is not None:
+                # headings right over a Word, HTML or sheet table name its rows: they are no chunk of their own
+                cut = _before_trailing_headings(text, points)
+                text, points = text[:cut], [p for p in points if p.offset < cut]
         for start, end in _pieces(text, points, kind, chunk_size, chunk_overlap):
             content = _content_start(text, points, start, end)
             active = [p for p in points if p.offset <= content]
@@ -118,8 +124,44 @@ def split_pages(pages: Iterable[Page], doc_sha256: str, chunk_size: int, chunk_o
                 heading_path=path,
                 clause_spans=inside,
                 kind=_kind_of(kind, points, start, end),
+                ocr=group[0].ocr,
             )
             index += 1
+
+
+def _with_next(groups: Iterable[list[Page]]) -> Iterator[tuple[list[Page], list[Page] | None]]:
+    """Each group with the one after it (None after the last)."""
+    previous: list[Page] | None = None
+    for group in groups:
+        if previous is not None:
+            yield previous, group
+        previous = group
+    if previous is not None:
+        yield previous, None
+
+
+def _before_trailing_headings(text: str, points: list[OutlinePoint]) -> int:
+    """Where the headings that end `text` with nothing under them begin (len(text) if it ends with a body)."""
+    cut = len(text)
+    for point in reversed(points):
+        heading = text[point.offset : cut].strip()
+        if "\n" in heading or point.heading.title_end < len(heading):  # a body under it, or after it on its line
+            break
+        cut = point.offset
+    return cut
+
+
+def _faq_points(text: str, page_starts: list[int], path: tuple[str, ...]) -> list[OutlinePoint]:
+    """FAQ pages (a spreadsheet's question/answer rows) hold one pair each, the question on the first line:
+    each page opens a question under `path`. Lines of an answer that look like headings open nothing, and the
+    pairs leave the document's outline as it was."""
+    points = []
+    for start in page_starts:
+        first = text[start:].split("\n", 1)[0]
+        match = classify_heading(first)
+        if match is not None and match.question:
+            points.append(OutlinePoint(start, LEVEL_SUBCLAUSE, match.label, (*path, match.label), match))
+    return points
 
 
 def _title(source: str, text: str) -> str:
@@ -167,6 +209,9 @@ def _pieces(
     for start, end in sections:
         if kind == "table":  # rows: one section; packed by the splitter at row ends
             yield from _split(text, start, end, chunk_size, 0)
+            continue
+        if kind == "faq":  # one question with its answer: a chunk of its own, however short
+            yield from _split(text, start, end, chunk_size, chunk_overlap)
             continue
         tokens = _length(text[start:end])
         if current is not None:
@@ -231,7 +276,10 @@ def _page_groups(pages: Iterable[Page]) -> Iterator[list[Page]]:
     for page in pages:
         if not page.text.strip():
             continue
-        if group and (size + len(page.text) > GROUP_CHARS or page.kind != group[0].kind):
+        if group and (
+            size + len(page.text) > GROUP_CHARS
+            or (page.kind, page.section, page.ocr) != (group[0].kind, group[0].section, group[0].ocr)
+        ):
             yield group
             group, size = [], 0
         group.append(page)

@@ -49,6 +49,7 @@ def _citation(passage: Passage, claims: list[str]) -> Citation:
         chunk_id=passage.chunk_id,
         sources=passage.sources,
         edition=passage.edition,
+        location=passage.location(),
     )
 
 

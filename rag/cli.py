@@ -65,7 +65,7 @@ def _print_json(data: Any) -> None:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders of PDF, TXT and Markdown.")],
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders: PDF, Word, HTML, Excel, CSV, TXT, Markdown.")],
     index: IndexOption = None,
     prune: Annotated[bool, typer.Option("--prune", help="Remove the chunks of files that no longer exist.")] = False,
     rebuild: Annotated[
@@ -214,7 +214,7 @@ def ask(
             also = [other for other in citation.sources if other != citation.source]
             copies = f" (same content: {', '.join(also)})" if also else ""
             edition = f" — {citation.edition.label()}" if citation.edition else ""
-            _say(f"  [{citation.n}] {citation.source}, page {citation.page}{clause}{copies}{edition}")
+            _say(f"  [{citation.n}] {citation.source}, {citation.location}{clause}{copies}{edition}")
     editions = (answer.audit.editions or {}) if answer.audit else {}
     if editions.get("used"):
         _say(f"\nEdition used (as of {editions['as_of']}): {'; '.join(editions['used'])}")
@@ -223,7 +223,7 @@ def ask(
         for passage in answer.passages:
             snippet = " ".join(passage.text.split())
             snippet = snippet if len(snippet) <= 80 else snippet[:79] + "…"
-            _say(f"  [{passage.n}] {passage.source}, page {passage.page} (score {passage.score:.3f}): {snippet}")
+            _say(f"  [{passage.n}] {passage.source}, {passage.location()} (score {passage.score:.3f}): {snippet}")
 
 
 @app.command()

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     # follow a link found inside a folder being ingested even when it leads out of the paths given (off: such a
     # link, e.g. passwd.txt -> /etc/passwd, is reported as failed); `rag ingest --follow-symlinks`
     follow_symlinks: bool = False
+    # PDF pages without a text layer (scans): "rapidocr" (the `ocr` extra, models in its wheel), "vision" (an
+    # OpenAI-compatible vision model, RAG_OCR_MODEL, at the chat base URL) or "off" (a scan is an error)
+    ocr: Literal["rapidocr", "vision", "off"] = "rapidocr"
+    ocr_model: str = "gpt-4o-mini"
     # Embed and index each chunk with its heading path in front ("条款 › 2. 保障 › 2.4责任免除\n…"), so that a
     # body that never repeats its heading's words is still found by them; what is shown stays the text.
     heading_context: bool = True

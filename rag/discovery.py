@@ -15,7 +15,11 @@ from pathlib import Path
 
 from rag.errors import LoadError
 
-SUPPORTED_SUFFIXES = {".pdf", ".txt", ".md", ".markdown"}
+SUPPORTED_SUFFIXES = {".pdf", ".txt", ".md", ".markdown", ".docx", ".html", ".htm", ".xlsx", ".csv"}
+# Plain text, which is streamed (a large file never sits in memory whole); every other format is parsed whole.
+STREAMED_SUFFIXES = {".txt", ".md", ".markdown"}
+# What to convert an unsupported file to, as the error says it.
+SUPPORTED_NAMES = "PDF, Word (.docx), HTML, Excel (.xlsx), CSV, TXT or Markdown"
 
 # Lone surrogates: os.fsdecode's stand-ins for the bytes of a file name that are not UTF-8 (U+DC80-U+DCFF),
 # or any other that cannot be written as UTF-8 (Chroma's metadata, JSON output and terminals all refuse them).
@@ -136,7 +140,7 @@ def _problem(path: Path, explicit: bool, roots: list[str], follow_symlinks: bool
         return LoadError(shown, f"not a regular file ({kind})", "copy its content into a file and ingest that")
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         return LoadError(
-            shown, f"unsupported file type {path.suffix or '(none)'!r}", "convert it to PDF, TXT or Markdown"
+            shown, f"unsupported file type {path.suffix or '(none)'!r}", f"convert it to {SUPPORTED_NAMES}"
         )
     if not explicit and not follow_symlinks and path.is_symlink() and not _inside(path, roots):
         return _outside(path, "file")

@@ -273,8 +273,10 @@ def _add_file(
 ) -> tuple[list[str], str, Edition | None]:
     """Queue one file's chunks: their ids, the hash they derive from (of the bytes they were read from, and of
     the file's edition sidecar if any), and the file's edition (rag/editions.py), which each chunk carries."""
+    from rag.ocr import engine_for  # the engine itself loads only when a scanned page first needs it
+
     try:
-        raw, pages = read_source(file, planned, settings.pdf_backend)
+        raw, pages = read_source(file, planned, settings.pdf_backend, functools.partial(engine_for, settings))
         digest = content_digest(file.path, raw)
         edition, pages = read_document_edition(file.path, pages)
     except LoadError as exc:

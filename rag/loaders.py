@@ -1,5 +1,7 @@
 """Files to pages: one read of each file (its bytes hashed and parsed), PDF extraction and clean-up of PDF
-artefacts. Finding the files is rag/discovery.py; decoding text files, rag/text_files.py.
+artefacts. Finding the files is rag/discovery.py; decoding text files, rag/text_files.py. Word, HTML and
+spreadsheets are read by their own modules (rag/loaders_docx.py, rag/loaders_html.py, rag/loaders_sheets.py),
+and scanned PDF pages are recognised by rag/ocr.py.
 
 Every problem with one file is raised as a LoadError naming the file and the fix; the caller records it
 and goes on with the next file.
@@ -12,19 +14,21 @@ import io
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from rag.discovery import STREAMED_SUFFIXES, escape_undecodable
+from rag.discovery import SUPPORTED_NAMES as SUPPORTED_NAMES
 from rag.discovery import SUPPORTED_SUFFIXES as SUPPORTED_SUFFIXES
 from rag.discovery import SourceFile as SourceFile
 from rag.discovery import discover as discover
-from rag.discovery import escape_undecodable
 from rag.errors import LoadError, brief
 from rag.outline import is_front_matter, known_titles, repair_wrapped_headings, split_inline_headings
-from rag.records import Page
+from rag.records import ChunkKind, Page
 
 if TYPE_CHECKING:
+    from rag.ocr import OcrEngine
     from rag.tables import Table
 from rag.text import CJK_CHARS, CJK_PUNCT, HEADING_LINE, INLINE_HEADING, LIST_OR_HEADING_START
 from rag.text_files import HEAD_BYTES, HashingReader, readable_pages, text_encoding, text_segments
@@ -35,6 +39,9 @@ WHOLE_READ_BYTES = 16 * 1024 * 1024
 # PDFs are parsed whole anyway; above this size one is parsed from the disk instead (PDFium reads it lazily),
 # and hashed again after parsing to check that it did not change meanwhile
 PDF_WHOLE_READ_BYTES = 256 * 1024 * 1024
+
+# Makes the OCR engine when a scanned page first needs it (None: OCR is off).
+OcrFactory = Callable[[], "OcrEngine | None"]
 
 _SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{CJK_CHARS}{CJK_PUNCT}])[ \t\u3000]+(?=[{CJK_CHARS}{CJK_PUNCT}])")
 _SPACE_CJK_DIGIT = re.compile(rf"(?<=[{CJK_CHARS}])[ \t]+(?=[0-9])|(?<=[0-9])[ \t]+(?=[{CJK_CHARS}])")
@@ -70,7 +77,7 @@ def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:
-            if path.suffix.lower() != ".pdf":
+            if path.suffix.lower() in STREAMED_SUFFIXES:
                 head = handle.read(HEAD_BYTES)
                 text_encoding(escape_undecodable(str(path)), head)
                 digest.update(head)
@@ -81,7 +88,9 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_source(file: SourceFile, planned_sha256: str, pdf_backend: str = "pypdfium2") -> tuple[str, Iterator[Page]]:
+def read_source(
+    file: SourceFile, planned_sha256: str, pdf_backend: str = "pypdfium2", ocr: OcrFactory | None = None
+) -> tuple[str, Iterator[Page]]:
     """Read `file` once: the hash of the bytes that are parsed, and the pages parsed from them.
 
     A PDF, or a text file up to WHOLE_READ_BYTES, is read whole and hashed; a larger text file is streamed
@@ -95,23 +104,32 @@ def read_source(file: SourceFile, planned_sha256: str, pdf_backend: str = "pypdf
         if read_whole(file.path, os.fstat(handle.fileno()).st_size):
             data = handle.read()
             handle.close()
-            return hashlib.sha256(data).hexdigest(), _pages(file, data, pdf_backend)
+            return hashlib.sha256(data).hexdigest(), _pages(file, data, pdf_backend, ocr)
     except OSError as exc:
         handle.close()
         raise unreadable(file.path, exc) from exc
-    if file.path.suffix.lower() == ".pdf":
+    if file.path.suffix.lower() not in STREAMED_SUFFIXES:
         handle.close()
-        return planned_sha256, _verified_pdf_pages(file, planned_sha256, pdf_backend)
+        if file.path.suffix.lower() != ".pdf":
+            raise LoadError(
+                file.source,
+                f"larger than {PDF_WHOLE_READ_BYTES // 2**20} MB, the most a Word, HTML or spreadsheet file is read",
+                "split it into smaller files",
+            )
+        return planned_sha256, _verified_pdf_pages(file, planned_sha256, pdf_backend, ocr)
     return planned_sha256, _streamed_pages(file, handle, planned_sha256)
 
 
 def read_whole(path: Path, size: int) -> bool:
-    """Whether `read_source` reads this file whole (and so hashes it as it reads it), or streams it."""
-    return size <= (PDF_WHOLE_READ_BYTES if path.suffix.lower() == ".pdf" else WHOLE_READ_BYTES)
+    """Whether `read_source` reads this file whole (and so hashes it as it reads it), or streams it. Only plain
+    text is streamed: PDFs, Word, HTML and spreadsheets are parsed whole by their libraries anyway."""
+    return size <= (WHOLE_READ_BYTES if path.suffix.lower() in STREAMED_SUFFIXES else PDF_WHOLE_READ_BYTES)
 
 
-def _verified_pdf_pages(file: SourceFile, planned_sha256: str, pdf_backend: str) -> Iterator[Page]:
-    yield from _pages(file, file.path, pdf_backend)
+def _verified_pdf_pages(
+    file: SourceFile, planned_sha256: str, pdf_backend: str, ocr: OcrFactory | None
+) -> Iterator[Page]:
+    yield from _pages(file, file.path, pdf_backend, ocr)
     if file_sha256(file.path) != planned_sha256:
         raise LoadError(file.source, "the file changed while it was being read", "run ingest again")
 
@@ -128,40 +146,88 @@ def _streamed_pages(file: SourceFile, handle: BinaryIO, planned_sha256: str) -> 
         raise LoadError(file.source, "the file changed while it was being read", "run ingest again")
 
 
-def load_pages(file: SourceFile, pdf_backend: str = "pypdfium2") -> Iterator[Page]:
-    """Yield the cleaned pages of one file, lazily, so a large text file never sits in memory whole."""
-    if file.path.suffix.lower() == ".pdf":
-        yield from _pages(file, file.path, pdf_backend)
+def load_pages(file: SourceFile, pdf_backend: str = "pypdfium2", ocr: OcrFactory | None = None) -> Iterator[Page]:
+    """Yield the cleaned pages of one file, lazily, so a large text file never sits in memory whole.
+
+    A text file has no pages: all of its segments are page 1. Word and HTML pages are paragraphs, a
+    spreadsheet's are rows (rag/blocks.py, rag/loaders_sheets.py). A PDF page with no text layer but an
+    image is recognised by the engine `ocr` makes, when given."""
+    suffix = file.path.suffix.lower()
+    if suffix == ".pdf":
+        yield from _pages(file, file.path, pdf_backend, ocr)
         return
     try:
+        if suffix not in STREAMED_SUFFIXES:
+            data = file.path.read_bytes()
+            yield from _pages(file, data, pdf_backend, ocr)
+            return
         with open(file.path, "rb") as handle:
-            yield from _pages(file, handle, pdf_backend)
+            yield from _pages(file, handle, pdf_backend, ocr)
     except OSError as exc:
         raise unreadable(file.path, exc) from exc
 
 
-def _pages(file: SourceFile, content: bytes | Path | BinaryIO | HashingReader, pdf_backend: str) -> Iterator[Page]:
-    """The cleaned pages of `content`: a PDF's bytes (or path), or a text file's bytes or binary stream. A text
-    file has no pages: all of its segments are page 1."""
-    if isinstance(content, bytes | Path) and file.path.suffix.lower() == ".pdf":
-        raw_pages = list(_pdf_pages(file.source, content, pdf_backend))
+def _pages(
+    file: SourceFile,
+    content: bytes | Path | BinaryIO | HashingReader,
+    pdf_backend: str,
+    ocr: OcrFactory | None = None,
+) -> Iterator[Page]:
+    """The cleaned pages of `content`: a PDF's bytes (or path), the bytes of a Word, HTML or spreadsheet file,
+    or a text file's bytes or binary stream. A text file has no pages: all of its segments are page 1."""
+    suffix = file.path.suffix.lower()
+    if isinstance(content, bytes | Path) and suffix == ".pdf":
+        raw_pages, recognised = _pdf_text(file.source, content, pdf_backend, ocr)
         rows = _table_rows(content, raw_pages) if pdf_backend != "pypdf" else {}
-        yield from readable_pages(file.source, clean_pdf_pages(file.source, raw_pages, _bookmarks(content), rows))
+        cleaned = clean_pdf_pages(file.source, raw_pages, _bookmarks(content), rows, recognised)
+        yield from readable_pages(file.source, cleaned)
+        return
+    if suffix not in STREAMED_SUFFIXES:
+        if not isinstance(content, bytes):
+            raise TypeError(f"a {suffix} file is parsed from its bytes")
+        yield from readable_pages(file.source, _document_pages(file.source, suffix, content))
         return
     if isinstance(content, Path):
         raise TypeError("a text file is read from its bytes or a stream")
     stream = io.BytesIO(content) if isinstance(content, bytes) else content
-    markdown = file.path.suffix.lower() in {".md", ".markdown"}
+    markdown = suffix in {".md", ".markdown"}
     segments = (clean_text(segment, markdown=markdown) for segment in text_segments(file.source, stream))
     yield from readable_pages(file.source, (Page(source=file.source, page=1, text=t) for t in segments if t))
 
 
+def _document_pages(source: str, suffix: str, data: bytes) -> Iterator[Page]:
+    """Word, HTML and spreadsheets, by their own readers (each parses the bytes that were hashed)."""
+    if suffix == ".docx":
+        from rag.loaders_docx import docx_pages
+
+        yield from docx_pages(data, source)
+    elif suffix in {".html", ".htm"}:
+        from rag.loaders_html import html_pages
+
+        yield from html_pages(data, source)
+    elif suffix == ".xlsx":
+        from rag.loaders_sheets import xlsx_pages
+
+        yield from xlsx_pages(data, source)
+    elif suffix == ".csv":
+        from rag.loaders_sheets import csv_pages
+
+        yield from csv_pages(data, source)
+    else:
+        raise LoadError(source, f"unsupported file type {suffix!r}", f"convert it to {SUPPORTED_NAMES}")
+
+
 def clean_pdf_pages(
-    source: str, raw_pages: list[str], bookmarks: Iterable[str] = (), tables: dict[int, list[str]] | None = None
+    source: str,
+    raw_pages: list[str],
+    bookmarks: Iterable[str] = (),
+    tables: dict[int, list[str]] | None = None,
+    recognised: frozenset[int] = frozenset(),
 ) -> Iterator[Page]:
     """Drop running headers and footers (they need every page to be seen), clean each page, join the headings
     that a narrow column wrapped (using the document's own contents list and its bookmarks), and mark front
-    matter. A page's table rows (`tables`, by page number) follow it as a page of kind "table"."""
+    matter. A page's table rows (`tables`, by page number) follow it as a page of kind "table". The pages
+    numbered in `recognised` were read by OCR and are marked so."""
     repeated = _running_lines(raw_pages)
     cleaned = []
     for text in raw_pages:
@@ -180,7 +246,8 @@ def clean_pdf_pages(
     contents = [text for text in cleaned if is_front_matter(text)]
     cleaned = repair_wrapped_headings(cleaned, known_titles(contents, bookmarks))
     for number, text in enumerate(cleaned, start=1):
-        yield Page(source=source, page=number, text=text, kind="front" if is_front_matter(text) else "clause")
+        kind: ChunkKind = "front" if is_front_matter(text) else "clause"
+        yield Page(source=source, page=number, text=text, kind=kind, ocr=number in recognised)
         rows = (tables or {}).get(number)
         if rows:
             yield Page(source=source, page=number, text="\n".join(rows), kind="table")
@@ -292,6 +359,25 @@ def _join_broken_lines(text: str) -> str:
         else:
             out.append(line)
     return "\n".join(out).strip()
+
+
+def _pdf_text(
+    shown: str, data: bytes | Path, backend: str, ocr: OcrFactory | None
+) -> tuple[list[str], frozenset[int]]:
+    """The text of each page, and the numbers of the pages whose text OCR recognised: with an OCR engine, the
+    pages that have no text layer but an image (a scan) are recognised; a PDF with no text at all is
+    recognised whole."""
+    try:
+        raw_pages = list(_pdf_pages(shown, data, backend))
+    except LoadError as exc:
+        if ocr is None or not exc.problem.startswith("no text layer"):
+            raise
+        raw_pages = []
+    if ocr is None:
+        return raw_pages, frozenset()
+    from rag.ocr import recognise_scanned_pages
+
+    return recognise_scanned_pages(_pdf_input(data), shown, raw_pages, ocr)
 
 
 def _pdf_pages(shown: str, data: bytes | Path, backend: str) -> Iterator[str]:

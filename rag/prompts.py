@@ -82,7 +82,7 @@ def fence_tag(question: str, passages: Sequence[Passage]) -> str:
 def format_sources(passages: Sequence[Passage], tag: str) -> str:
     blocks = []
     for passage in passages:
-        where = f"{passage.source}, page {passage.page}"
+        where = f"{passage.source}, {passage.location()}"
         if passage.clause:
             where += f", {passage.clause}"
         if passage.edition is not None:  # so the model can say which edition it answers from

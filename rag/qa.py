@@ -388,6 +388,7 @@ def to_passages(hits: list[Hit], sources_of: Callable[[str], list[str]] | None =
             clause_spans=hit.chunk.clause_spans,
             kind=hit.chunk.kind,
             edition=hit.chunk.edition,
+            ocr=hit.chunk.ocr,
             dense_rank=hit.dense_rank,
             lexical_rank=hit.lexical_rank,
         )

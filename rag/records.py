@@ -7,6 +7,7 @@ everywhere a user can see them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePath
 from typing import Any, Literal
 
 from rag.text import is_cjk
@@ -18,6 +19,29 @@ RetrievalMode = Literal["dense", "lexical", "hybrid"]
 # FAQ question with its answer. Front matter is ranked below clause text and never answers a question.
 ChunkKind = Literal["clause", "front", "table", "faq"]
 PATH_SEPARATOR = " › "
+# How a place in a file is named where it is cited. Word has no stable page numbers (they depend on the
+# printer and fonts) and HTML has none: their `page` is the paragraph number. A spreadsheet's is the row number.
+PARAGRAPH_SUFFIXES = frozenset({".docx", ".html", ".htm"})
+ROW_SUFFIXES = frozenset({".xlsx", ".csv"})
+OCR_MARK = "(OCR)"
+
+
+def location(
+    source: str, page: int, heading_path: tuple[str, ...] = (), ocr: bool = False, pages: tuple[int, ...] = ()
+) -> str:
+    """Where a passage is in its file, as a citation shows it: "page 3", "page 3 (OCR)" for text recognised
+    from a scan, "paragraph 12" (or "paragraphs 12–14" for a passage of several) in Word or HTML,
+    "sheet 常见问题, row 5" in a workbook (its sheet is the first step of the heading path after the title),
+    "row 5" (or "rows 5–7") in a CSV file."""
+    suffix = PurePath(source).suffix.lower()
+    first, last = (pages[0], pages[-1]) if pages else (page, page)
+    if suffix in PARAGRAPH_SUFFIXES:
+        return f"paragraphs {first}–{last}" if last > first else f"paragraph {first}"
+    if suffix in ROW_SUFFIXES:
+        rows = f"rows {first}–{last}" if last > first else f"row {first}"
+        sheet = heading_path[1] if suffix == ".xlsx" and len(heading_path) > 1 else None
+        return f"sheet {sheet}, {rows}" if sheet else rows
+    return f"page {page} {OCR_MARK}" if ocr else f"page {page}"
 
 
 def clause_at(spans: tuple[tuple[int, str], ...], offset: int, default: str | None) -> str | None:
@@ -70,6 +94,11 @@ class Page:
     page: int
     text: str
     kind: ChunkKind = "clause"  # "front" for a cover, reading guide or contents page; "table" for table rows
+    # A named part of the file that the loader knows and the text does not show: a spreadsheet's sheet, a
+    # table's caption. It joins the heading path of the page's rows; pages of different sections never share
+    # a chunk.
+    section: str | None = None
+    ocr: bool = False  # the text was recognised from an image of the page (a scan): it may hold OCR errors
 
 
 @dataclass(frozen=True)
@@ -98,6 +127,7 @@ class Chunk:
     clause_spans: tuple[tuple[int, str], ...] = ()
     kind: ChunkKind = "clause"
     edition: Edition | None = None  # the document's product, edition and dates, when known
+    ocr: bool = False  # recognised from a scanned page
 
     @property
     def page(self) -> int:
@@ -149,20 +179,25 @@ class Passage:
     clause_spans: tuple[tuple[int, str], ...] = ()
     kind: ChunkKind = "clause"
     edition: Edition | None = None
+    ocr: bool = False
 
     def clause_at(self, offset: int) -> str | None:
         return clause_at(self.clause_spans, offset, self.clause)
+
+    def location(self) -> str:
+        return location(self.source, self.page, self.heading_path, self.ocr, self.pages)
 
 
 @dataclass(frozen=True)
 class Citation:
     n: int
     source: str
-    page: int
+    page: int  # the paragraph number in Word and HTML, the row number in a spreadsheet (see `location`)
     clause: str | None
     chunk_id: str
     sources: tuple[str, ...] = ()
     edition: Edition | None = None  # which edition of the product the cited passage belongs to
+    location: str = ""  # "page 3", "page 3 (OCR)", "paragraphs 12–14", "sheet 常见问题, row 5"
 
 
 @dataclass(frozen=True)

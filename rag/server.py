@@ -242,7 +242,9 @@ def _add_service_routes(app: FastAPI, service: Service) -> None:
 
     @app.post("/v1/ingest", tags=["rag"])
     async def ingest(
-        files: Annotated[list[UploadFile], File(description="PDF, TXT or Markdown files")],
+        files: Annotated[
+            list[UploadFile], File(description="PDF, Word (.docx), HTML, Excel (.xlsx), CSV, TXT or Markdown files")
+        ],
     ) -> dict[str, Any]:
         """Store the uploaded files (sanitised names, in the uploads folder of the index) and ingest them;
         returns the ingest report. An upload with an existing name replaces that file's chunks."""
@@ -251,6 +253,7 @@ def _add_service_routes(app: FastAPI, service: Service) -> None:
         if not settings.server_allow_ingest:
             raise ApiError(403, "ingest is disabled on this server (RAG_SERVER_ALLOW_INGEST=false)", "permission_error")
         from rag.ingest import is_supported
+        from rag.loaders import SUPPORTED_NAMES
 
         folder = service.index.layout.uploads
         folder.mkdir(parents=True, exist_ok=True)
@@ -259,7 +262,7 @@ def _add_service_routes(app: FastAPI, service: Service) -> None:
         for upload in files:
             name = sanitise_filename(upload.filename)
             if not is_supported(name):
-                rejected.append({"path": name, "error": f"{name}: unsupported type; upload PDF, TXT or Markdown"})
+                rejected.append({"path": name, "error": f"{name}: unsupported type; upload {SUPPORTED_NAMES}"})
                 continue
             saved.append(await _save_upload(upload, folder, settings.max_upload_bytes))
         report = await run_in_threadpool(service.ingest, saved) if saved else _empty_report()

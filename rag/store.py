@@ -252,6 +252,8 @@ def _chunk_metadata(chunk: Chunk) -> dict[str, Any]:
     if chunk.kind != "clause":
         metadata["kind"] = chunk.kind
     metadata.update(edition_metadata(chunk.edition))
+    if chunk.ocr:
+        metadata["ocr"] = True
     return metadata
 
 
@@ -272,4 +274,5 @@ def _chunk_from(chunk_id: str, document: str | None, metadata: Any) -> Chunk:
         ),
         kind=metadata.get("kind", "clause"),
         edition=edition_from_metadata(metadata),
+        ocr=bool(metadata.get("ocr", False)),
     )

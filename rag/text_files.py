@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
+from rag.discovery import SUPPORTED_NAMES
 from rag.errors import LoadError
 from rag.records import Page
 
@@ -25,7 +26,7 @@ HEAD_BYTES = 1 << 16
 TEXT_SEGMENT_CHARS = 200_000
 
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-_NOT_TEXT_FIX = "check the file type; only PDF, TXT and Markdown are read"
+_NOT_TEXT_FIX = f"check the file type; {SUPPORTED_NAMES} are read"
 
 
 def text_encoding(shown: str, head: bytes) -> str:

@@ -10,6 +10,7 @@ from conftest import DATA
 from typer.testing import CliRunner
 
 from rag.cli import app
+from rag.loaders import SUPPORTED_NAMES
 
 runner = CliRunner()
 
@@ -36,7 +37,7 @@ def test_ingest_json_shape_and_exit_codes(tmp_path: Path, env: dict[str, str]) -
     assert report["failed"] == [
         {
             "path": str(bad),
-            "error": f"{bad}: binary data, not text: check the file type; only PDF, TXT and Markdown are read",
+            "error": f"{bad}: binary data, not text: check the file type; {SUPPORTED_NAMES} are read",
         }
     ]
 

@@ -82,11 +82,11 @@ def test_discover_walks_recursively_skips_hidden_and_reports_unsupported(tmp_pat
     (tmp_path / ".hidden.txt").write_text("secret", encoding="utf-8")
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "x.txt").write_text("x", encoding="utf-8")
-    (tmp_path / "sheet.xlsx").write_bytes(b"PK")
+    (tmp_path / "sheet.xls").write_bytes(b"\xd0\xcf")
     os.symlink(tmp_path / "a", tmp_path / "a" / "b" / "loop")
     files, problems = discover([tmp_path])
     assert sorted(Path(f.source).name for f in files) == ["deep.md", "top.txt"]
-    assert len(problems) == 1 and "sheet.xlsx" in str(problems[0]) and "unsupported" in str(problems[0])
+    assert len(problems) == 1 and "sheet.xls" in str(problems[0]) and "unsupported" in str(problems[0])
 
 
 def test_real_chinese_policy_keeps_pages_and_loses_page_ids() -> None:
