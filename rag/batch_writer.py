@@ -157,7 +157,11 @@ class BatchWriter:
     def _report(self) -> None:
         if self._on_progress is None:
             return
-        embedding = self._in_flight[0][1][-1].source if self._in_flight else ""
+        # the file whose chunks are being embedded, else the one whose chunks wait for the next batch
+        if self._in_flight:
+            embedding = self._in_flight[0][1][-1].source
+        else:
+            embedding = self._buffer[-1].source if self._buffer else ""
         self._on_progress(embedding, self._done, self._found + len(self._buffer))
 
     def _write(self, batch: list[Chunk]) -> tuple[int, dict[str, str]]:
