@@ -31,6 +31,7 @@ from rag.config import Settings
 from rag.records import Answer
 from rag.server_guard import ApiError, GuardMiddleware, error_body
 from rag.server_openai import add_openai_routes
+from rag.server_web import add_web_routes
 
 # RagError subclass -> HTTP status; the first match in the class's MRO wins, RagError itself is a 400.
 STATUS_OF: dict[type[errors.RagError], int] = {
@@ -149,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _add_error_handlers(app)
     _add_service_routes(app, service)
     add_openai_routes(app, service)
+    add_web_routes(app, service)
     return app
 
 
