@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     query_rewrite: bool = False  # restate the question in the documents' words, split compound questions
     llm_rerank: bool = False  # let the model reorder the top `rerank_depth` fused hits
     rerank_depth: int = Field(default=20, ge=1, le=100)
+    # Follow-ups (README, "Conversations"): the earlier turns (question + answer pairs) the condenser reads
+    condense_turns: int = Field(default=3, ge=1, le=20)
 
     chat_model: str = "gpt-4o-mini"
     api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("RAG_API_KEY", "OPENAI_API_KEY"))

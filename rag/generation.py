@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import ModelError, mask_secret
 from rag.extractive import extractive_answer
 
-__all__ = ["Completion", "chat", "extractive_answer", "make_client"]
+__all__ = ["Completion", "chat", "chat_stream", "extractive_answer", "make_client"]
 
 if TYPE_CHECKING:
     import openai
@@ -49,11 +51,80 @@ def chat(client: openai.OpenAI, request: dict[str, Any], base_url: str | None) -
 
 
 def _chat(client: openai.OpenAI, request: dict[str, Any], base_url: str | None) -> Completion:
+    where = base_url or "the OpenAI API"
+    with _model_errors(where):
+        response = client.chat.completions.create(**request)
+    if isinstance(response, str):  # the openai client returns the raw text when the body is not JSON
+        raise ModelError(
+            f"the chat model at {where} sent a non-JSON answer ({_short(response, 80)!r}); "
+            "check that OPENAI_BASE_URL points at an OpenAI-compatible /v1 endpoint"
+        )
+    choices = getattr(response, "choices", None)
+    if not choices or choices[0].message is None or not (choices[0].message.content or "").strip():
+        raise _empty(where)
+    usage = getattr(response, "usage", None)
+    return Completion(
+        text=choices[0].message.content.strip(),
+        prompt_tokens=getattr(usage, "prompt_tokens", None),
+        completion_tokens=getattr(usage, "completion_tokens", None),
+    )
+
+
+def chat_stream(client: openai.OpenAI, request: dict[str, Any], base_url: str | None) -> Iterator[str]:
+    """One chat completion with `stream: true`: the request is sent (and its HTTP errors raised, as ModelError)
+    before this returns; the returned iterator yields the text deltas as they arrive. A failure half-way
+    through the stream, or a stream without text, raises ModelError from the iterator."""
+    where = base_url or "the OpenAI API"
+    with _masked(client):
+        with _model_errors(where):
+            stream = client.chat.completions.create(**(request | {"stream": True}))
+        if isinstance(stream, str):
+            raise ModelError(
+                f"the chat model at {where} sent a non-streaming answer ({_short(stream, 80)!r}); "
+                "check that OPENAI_BASE_URL points at an OpenAI-compatible /v1 endpoint"
+            )
+    return _deltas(client, stream, where)
+
+
+def _deltas(client: openai.OpenAI, stream: Any, where: str) -> Iterator[str]:
+    sent = False
+    with _masked(client), _model_errors(where):
+        try:
+            for chunk in stream:
+                for choice in getattr(chunk, "choices", None) or []:
+                    delta = getattr(choice, "delta", None)
+                    text = getattr(delta, "content", None) if delta is not None else None
+                    if text:
+                        sent = sent or bool(text.strip())
+                        yield text
+        finally:
+            stream.close()  # a client that stops reading must not leave the model's connection open
+    if not sent:
+        raise _empty(where)
+
+
+def _empty(where: str) -> ModelError:
+    return ModelError(f"the chat model at {where} returned no answer (empty choices); try again or another model")
+
+
+@contextmanager
+def _masked(client: openai.OpenAI) -> Iterator[None]:
+    try:
+        yield
+    except ModelError as exc:
+        masked = mask_secret(str(exc), client.api_key)
+        if masked != str(exc):
+            raise ModelError(masked) from None
+        raise
+
+
+@contextmanager
+def _model_errors(where: str) -> Iterator[None]:
+    """The openai client's exceptions as ModelErrors that say what to check."""
     import openai
 
-    where = base_url or "the OpenAI API"
     try:
-        response = client.chat.completions.create(**request)
+        yield
     except openai.APITimeoutError as exc:
         raise ModelError(
             f"the chat model at {where} did not answer within the timeout; "
@@ -73,20 +144,6 @@ def _chat(client: openai.OpenAI, request: dict[str, Any], base_url: str | None) 
         raise ModelError(f"the chat model at {where} sent an unusable answer: {_short(str(exc))}") from exc
     except ValueError as exc:  # a body that is not JSON
         raise ModelError(f"the chat model at {where} sent a malformed answer: {_short(str(exc))}") from exc
-    if isinstance(response, str):  # the openai client returns the raw text when the body is not JSON
-        raise ModelError(
-            f"the chat model at {where} sent a non-JSON answer ({_short(response, 80)!r}); "
-            "check that OPENAI_BASE_URL points at an OpenAI-compatible /v1 endpoint"
-        )
-    choices = getattr(response, "choices", None)
-    if not choices or choices[0].message is None or not (choices[0].message.content or "").strip():
-        raise ModelError(f"the chat model at {where} returned no answer (empty choices); try again or another model")
-    usage = getattr(response, "usage", None)
-    return Completion(
-        text=choices[0].message.content.strip(),
-        prompt_tokens=getattr(usage, "prompt_tokens", None),
-        completion_tokens=getattr(usage, "completion_tokens", None),
-    )
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -11,19 +11,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.citing import checked
+from rag.condense import Condensed, as_history, condense
 from rag.errors import ConfigError
 from rag.gate import GateDecision, decide
 from rag.gate import refusal_text as gate_refusal_text
 from rag.generation import chat, extractive_answer, make_client
 from rag.index import Index
-from rag.prompts import pack_passages, question_language
-from rag.records import Answer, Audit, Citation, Hit, Passage, RetrievalMode
+from rag.prompts import PackedPrompt, pack_passages, question_language
+from rag.records import Answer, Audit, Hit, Message, Passage, RetrievalMode
 from rag.synonyms import expand_query
-from rag.text import CITATION_MARKER, sentence_spans
-from rag.verify import parse_citations, verify_answer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from rag.config import Settings
     from rag.retrieval import Searcher
@@ -33,6 +33,7 @@ def answer_question(
     question: str,
     settings: Settings,
     *,
+    history: Sequence[Message | dict[str, Any]] | None = None,
     searcher: Searcher | None = None,
     top_k: int | None = None,
     mode: RetrievalMode | None = None,
@@ -42,52 +43,133 @@ def answer_question(
     temperature: float | None = None,
     max_tokens: int | None = None,
 ) -> Answer:
-    """Retrieve, then refuse (evidence too weak), answer extractively (no model configured) or ask the model;
-    check the draft's citations, quotes and numbers; attach the audit record (and append it to the audit log).
+    """Condense a follow-up with its `history`, retrieve, then refuse (evidence too weak), answer extractively
+    (no model configured) or ask the model; check the draft's citations, quotes and numbers; attach the audit
+    record (and append it to the audit log).
 
     With RAG_QUERY_REWRITE or RAG_LLM_RERANK on and a model configured, retrieval goes through
     `rag.query_llm.search`; the rewritten queries only drive retrieval, and the refusal gate and the answer
-    still use the original `question`."""
+    still use the (condensed) question."""
+    prepared = prepare(
+        question,
+        settings,
+        history=history,
+        searcher=searcher,
+        top_k=top_k,
+        mode=mode,
+        source=source,
+        model=model,
+        seed=seed,
+    )
+    if prepared.decision.refuse:
+        return finish(prepared, settings, refusal(prepared))
+    if not settings.llm_configured():
+        return finish(prepared, settings, checked(extractive(prepared)))
+    generate_started = time.perf_counter()
+    request = model_request(prepared, settings, model, seed, temperature, max_tokens)
+    completion = chat(make_client(settings), request.body, settings.base_url)
+    prepared.timings["generate_s"] = round(time.perf_counter() - generate_started, 6)
+    call = request.call(completion.text, completion.prompt_tokens, completion.completion_tokens)
+    return finish(prepared, settings, checked(call.answer), call)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A question made ready to answer: condensed, retrieved, numbered and past the refusal gate."""
+
+    question: str
+    condensed: Condensed
+    history: tuple[Message, ...]
+    hits: list[Hit]
+    passages: list[Passage]
+    decision: GateDecision
+    retrieval_mode: RetrievalMode
+    top_k: int
+    source: str | None
+    optimisation: dict[str, Any] | None
+    searcher: Searcher
+    started: float
+    timings: dict[str, float]  # filled in as the stages run; frozen record, growing log
+
+
+def prepare(
+    question: str,
+    settings: Settings,
+    *,
+    history: Sequence[Message | dict[str, Any]] | None = None,
+    searcher: Searcher | None = None,
+    top_k: int | None = None,
+    mode: RetrievalMode | None = None,
+    source: str | None = None,
+    model: str | None = None,
+    seed: int | None = None,
+) -> Prepared:
+    """Everything before the answer is written: condense, retrieve, gate. Errors here (index, model while
+    condensing) come before any text is streamed."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     searcher = searcher or Index(settings).searcher()
+    turns = as_history(history)
+    condensed = condense(question, turns, settings, model=model, seed=seed)
+    if turns:
+        timings["condense_s"] = round(time.perf_counter() - started, 6)
     k = top_k or settings.top_k
     retrieval_mode = mode or settings.retrieval_mode
-    hits, optimisation = _retrieve(question, settings, searcher, k, retrieval_mode, source, model)
+    hits, optimisation = _retrieve(condensed.standalone, settings, searcher, k, retrieval_mode, source, model)
     timings["retrieve_s"] = round(time.perf_counter() - started, 6)
     passages = to_passages(hits, searcher.manifest.sources_of)
-    decision = gate(question, hits, settings, searcher)
-    call: _ModelCall | None = None
-    if decision.refuse:
-        text = gate_refusal_text(decision, question_language(question))
-        answer = Answer(question=question, answer=text, mode="refused", passages=passages)
-    elif not settings.llm_configured():
-        text = extractive_answer(question, passages, expand=expand_query)
-        answer = checked(Answer(question=question, answer=text, mode="extractive", passages=passages))
-    else:
-        generate_started = time.perf_counter()
-        call = _ask_model(question, passages, settings, model, seed, temperature, max_tokens)
-        timings["generate_s"] = round(time.perf_counter() - generate_started, 6)
-        answer = checked(call.answer)
-    timings["total_s"] = round(time.perf_counter() - started, 6)
+    decision = gate(condensed.standalone, hits, settings, searcher)
+    return Prepared(
+        question,
+        condensed,
+        turns,
+        hits,
+        passages,
+        decision,
+        retrieval_mode,
+        k,
+        source,
+        optimisation,
+        searcher,
+        started,
+        timings,
+    )
+
+
+def refusal(prepared: Prepared) -> Answer:
+    text = gate_refusal_text(prepared.decision, question_language(prepared.question))
+    return Answer(question=prepared.question, answer=text, mode="refused", passages=prepared.passages)
+
+
+def extractive(prepared: Prepared) -> Answer:
+    """The extractive draft (not yet checked), quoting the passages for the standalone question."""
+    text = extractive_answer(prepared.condensed.standalone, prepared.passages, expand=expand_query)
+    return Answer(question=prepared.question, answer=text, mode="extractive", passages=prepared.passages)
+
+
+def finish(prepared: Prepared, settings: Settings, answer: Answer, call: ModelCall | None = None) -> Answer:
+    """The answer with its condensed question and audit record, appended to the audit log."""
+    prepared.timings["total_s"] = round(time.perf_counter() - prepared.started, 6)
+    hits, passages = prepared.hits, prepared.passages
     audit = Audit(
-        index_fingerprint=searcher.fingerprint,
-        retrieval_mode=retrieval_mode,
-        top_k=k,
-        source_filter=source,
+        index_fingerprint=prepared.searcher.fingerprint,
+        retrieval_mode=prepared.retrieval_mode,
+        top_k=prepared.top_k,
+        source_filter=prepared.source,
         chunks=tuple(_scores_of(p, h) for p, h in zip(passages, hits, strict=True)),
-        refusal={"top_dense_score": top_dense_score(hits), **decision.to_dict()},
+        refusal={"top_dense_score": top_dense_score(hits), **prepared.decision.to_dict()},
         mode=answer.mode,
         request_sha256=call.request_sha256 if call else None,
         tokens=call.tokens if call else {},
         packing=call.packing if call else None,
-        query_optimisation=optimisation,
-        timings=timings,
+        query_optimisation=prepared.optimisation,
+        condense=prepared.condensed.to_audit() if prepared.history else None,
+        timings=dict(prepared.timings),
         model=answer.model,
         seed=answer.seed,
         temperature=answer.temperature,
     )
-    answer = replace(answer, audit=audit)
+    answer = replace(answer, audit=audit, condensed_question=prepared.condensed.standalone)
     if settings.audit_log is not None:
         append_audit_log(settings.audit_log, answer)
     return answer
@@ -121,7 +203,7 @@ def _scores_of(passage: Passage, hit: Hit) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class _ModelCall:
+class ModelCall:
     """One answer from the chat model, with what the audit keeps of the request."""
 
     answer: Answer
@@ -130,46 +212,71 @@ class _ModelCall:
     packing: dict[str, Any]
 
 
-def _ask_model(
-    question: str,
-    passages: list[Passage],
+@dataclass(frozen=True)
+class ModelRequest:
+    """The chat request for a prepared question: the passages packed under the token budget with as much
+    history as fits, the fixed seed."""
+
+    body: dict[str, Any]
+    packed: PackedPrompt
+    question: str
+    window: int
+
+    def call(self, text: str, prompt_reported: int | None = None, completion_reported: int | None = None) -> ModelCall:
+        tokens = {
+            "prompt": self.packed.prompt_tokens,
+            "budget": self.packed.budget,
+            "context_window": self.window,
+            "max_tokens": self.body["max_tokens"],
+            "prompt_reported": prompt_reported,
+            "completion_reported": completion_reported,
+        }
+        answer = Answer(
+            question=self.question,
+            answer=text.strip(),
+            mode="llm",
+            passages=self.packed.passages,
+            model=self.body["model"],
+            seed=self.body["seed"],
+            temperature=self.body["temperature"],
+        )
+        packed = self.packed
+        packing: dict[str, Any] = {
+            "sent": [p.n for p in packed.passages],
+            "dropped": packed.dropped,
+            "trimmed": packed.trimmed,
+        }
+        if packed.history_sent or packed.history_dropped:
+            packing |= {"history_sent": packed.history_sent, "history_dropped": packed.history_dropped}
+        return ModelCall(answer, request_sha256(self.body), tokens, packing)
+
+
+def model_request(
+    prepared: Prepared,
     settings: Settings,
     model: str | None,
     seed: int | None,
     temperature: float | None,
     max_tokens: int | None,
-) -> _ModelCall:
-    """Pack the passages under the token budget, send them with the fixed seed, and return the draft."""
+) -> ModelRequest:
     chosen_max_tokens = max_tokens or settings.max_tokens
     window = settings.effective_context_window()
-    packed = pack_passages(question, passages, context_window=window, max_tokens=chosen_max_tokens)
-    request: dict[str, Any] = {
+    packed = pack_passages(
+        prepared.question,
+        prepared.passages,
+        context_window=window,
+        max_tokens=chosen_max_tokens,
+        history=prepared.history,
+        condensed=prepared.condensed.standalone,
+    )
+    body: dict[str, Any] = {
         "model": model or settings.chat_model,
         "messages": packed.messages,
         "seed": settings.seed if seed is None else seed,
         "temperature": settings.temperature if temperature is None else temperature,
         "max_tokens": chosen_max_tokens,
     }
-    completion = chat(make_client(settings), request, settings.base_url)
-    tokens = {
-        "prompt": packed.prompt_tokens,
-        "budget": packed.budget,
-        "context_window": window,
-        "max_tokens": chosen_max_tokens,
-        "prompt_reported": completion.prompt_tokens,
-        "completion_reported": completion.completion_tokens,
-    }
-    answer = Answer(
-        question=question,
-        answer=completion.text,
-        mode="llm",
-        passages=packed.passages,
-        model=request["model"],
-        seed=request["seed"],
-        temperature=request["temperature"],
-    )
-    packing = {"sent": [p.n for p in packed.passages], "dropped": packed.dropped, "trimmed": packed.trimmed}
-    return _ModelCall(answer, request_sha256(request), tokens, packing)
+    return ModelRequest(body, packed, prepared.question, window)
 
 
 def top_dense_score(hits: list[Hit]) -> float | None:
@@ -208,60 +315,6 @@ def append_audit_log(path: Path, answer: Answer) -> None:
             os.close(descriptor)
     except OSError as exc:
         raise ConfigError(f"cannot append to the audit log {path} ({exc}): fix RAG_AUDIT_LOG or its folder") from exc
-
-
-def checked(answer: Answer) -> Answer:
-    """The draft verified against the passages it was given: invalid markers removed, citations resolved (each
-    naming the clause of the sentence it supports), warnings and unsupported sentences listed."""
-    by_number = {passage.n: passage for passage in answer.passages}
-    verification = verify_answer(answer.answer, {n: passage.text for n, passage in by_number.items()})
-    claims = _claims_by_source(verification.answer)
-    return replace(
-        answer,
-        answer=verification.answer,
-        citations=[_citation(by_number[n], claims.get(n, [])) for n in verification.cited],
-        unsupported_sentences=verification.unsupported_sentences,
-        warnings=verification.warnings,
-    )
-
-
-def _claims_by_source(text: str) -> dict[int, list[str]]:
-    """The sentences of an answer that cite each source, markers removed."""
-    claims: dict[int, list[str]] = {}
-    for start, end in sentence_spans(text):
-        sentence = text[start:end]
-        markers = parse_citations(sentence)
-        claim = CITATION_MARKER.sub("", sentence).strip()
-        for _, _, numbers in markers:
-            for n in numbers:
-                claims.setdefault(n, []).append(claim)
-    return claims
-
-
-def _citation(passage: Passage, claims: list[str]) -> Citation:
-    return Citation(
-        n=passage.n,
-        source=passage.source,
-        page=passage.page,
-        clause=passage.clause_at(_offset_in(passage.text, claims)),
-        chunk_id=passage.chunk_id,
-        sources=passage.sources,
-    )
-
-
-def _offset_in(text: str, claims: list[str]) -> int:
-    """Where the first claim stands in the passage: found verbatim (an extractive answer quotes), else the
-    passage sentence sharing the most characters with it (a model paraphrases); 0 when nothing is cited."""
-    for claim in claims:
-        core = claim.rstrip("。.!！?？;；").strip()
-        if core and (found := text.find(core)) >= 0:
-            return found
-    if not claims:
-        return 0
-    wanted = set(claims[0])
-    spans = sentence_spans(text) or [(0, len(text))]
-    best = max(spans, key=lambda span: len(wanted & set(text[span[0] : span[1]])))
-    return best[0]
 
 
 def to_passages(hits: list[Hit], sources_of: Callable[[str], list[str]] | None = None) -> list[Passage]:

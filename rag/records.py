@@ -12,6 +12,7 @@ from typing import Any, Literal
 from rag.text import is_cjk
 
 AnswerMode = Literal["llm", "extractive", "refused"]
+Role = Literal["user", "assistant"]
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
 # What a chunk holds: clause text, front matter (cover, reading guide, table of contents), table rows, or one
 # FAQ question with its answer. Front matter is ranked below clause text and never answers a question.
@@ -135,6 +136,14 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Message:
+    """One earlier turn of a conversation, as the client sent it: the history a follow-up is read against."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
 class FileFailure:
     path: str
     error: str
@@ -172,6 +181,8 @@ class Audit:
     tokens: dict[str, Any] = field(default_factory=dict)
     packing: dict[str, Any] | None = None
     query_optimisation: dict[str, Any] | None = None
+    # How a follow-up became a standalone question: method, history turns, and the model request with its hash.
+    condense: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     model: str | None = None
     seed: int | None = None
@@ -180,7 +191,7 @@ class Audit:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["chunks"] = list(self.chunks)
-        for optional in ("packing", "query_optimisation"):
+        for optional in ("packing", "query_optimisation", "condense"):
             if data[optional] is None:
                 data.pop(optional)
         return data
@@ -199,9 +210,13 @@ class Answer:
     warnings: list[str] = field(default_factory=list)
     unsupported_sentences: list[str] = field(default_factory=list)
     audit: Audit | None = None
+    # The standalone question retrieval and the refusal gate used: `question` itself unless a follow-up was
+    # rewritten with its history (None is read as "unchanged").
+    condensed_question: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["condensed_question"] = self.condensed_question or self.question
         data["audit"] = self.audit.to_dict() if self.audit is not None else {}
         for optional in ("model", "seed", "temperature"):
             if data[optional] is None:

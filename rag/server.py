@@ -18,7 +18,7 @@ import time
 import unicodedata
 import uuid
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +32,9 @@ from rag.records import Answer
 from rag.server_guard import ApiError, GuardMiddleware, error_body
 from rag.server_openai import add_openai_routes
 from rag.server_web import add_web_routes
+
+if TYPE_CHECKING:
+    from rag.qa_stream import AnswerStream
 
 # RagError subclass -> HTTP status; the first match in the class's MRO wins, RagError itself is a 400.
 STATUS_OF: dict[type[errors.RagError], int] = {
@@ -48,6 +51,13 @@ STATUS_OF: dict[type[errors.RagError], int] = {
 # ----- request and response models -------------------------------------------------------------------
 
 
+class HistoryMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -56,6 +66,10 @@ class AskRequest(BaseModel):
     mode: Literal["dense", "lexical", "hybrid"] | None = Field(default=None, description="Retrieval mode.")
     source: str | None = Field(default=None, description="Only search this file (as stored).")
     seed: int | None = Field(default=None, description="Sampling seed (default RAG_SEED).")
+    history: list[HistoryMessage] = Field(
+        default_factory=list,
+        description="Earlier turns, oldest first: a follow-up is read against them. The server keeps no state.",
+    )
 
 
 # ----- the service: shared state behind locks ---------------------------------------------------------
@@ -75,6 +89,17 @@ class Service:
     def ask(self, question: str, **options: Any) -> Answer:
         from rag.qa import answer_question
 
+        self._check_length(question)
+        return answer_question(question, self.settings, searcher=self.index.searcher(), **options)
+
+    def stream(self, question: str, **options: Any) -> AnswerStream:
+        """The answer as it is written (`rag.qa_stream`); errors before the first word raise here."""
+        from rag.qa_stream import stream_answer
+
+        self._check_length(question)
+        return stream_answer(question, self.settings, searcher=self.index.searcher(), **options)
+
+    def _check_length(self, question: str) -> None:
         if len(question) > self.settings.max_question_chars:
             raise ApiError(
                 413,
@@ -82,7 +107,6 @@ class Service:
                 "(RAG_MAX_QUESTION_CHARS)",
                 "request_too_large",
             )
-        return answer_question(question, self.settings, searcher=self.index.searcher(), **options)
 
     def ingest(self, paths: list[Path]) -> dict[str, Any]:
         from rag.ingest import ingest_paths
@@ -200,7 +224,12 @@ def _add_service_routes(app: FastAPI, service: Service) -> None:
     def ask(request: AskRequest) -> dict[str, Any]:
         """The same JSON as `rag ask --json`: answer, mode, citations, passages, audit."""
         answer = service.ask(
-            request.question, top_k=request.top_k, mode=request.mode, source=request.source, seed=request.seed
+            request.question,
+            history=[message.model_dump() for message in request.history],
+            top_k=request.top_k,
+            mode=request.mode,
+            source=request.source,
+            seed=request.seed,
         )
         return answer.to_dict()
 

