@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 KEY = "sk-web-test-key"
 EVIL_HOST = "evil.example"
 SOURCE_BLOCK = re.compile(r'<source id="(\d+)" from="[^"]*">\n(.*?)\n</source>', re.S)
+SENTENCE = re.compile(r"[^。！？；.!?;\n]+[。！？；.!?;]?")
 WORDS = re.compile(r"[A-Za-z0-9]+|[\u4e00-\u9fff]")
 
 
@@ -66,15 +67,19 @@ def _question_of(prompt: str) -> str:
 
 def respond(body: dict[str, Any]) -> str:
     """Reply like a grounded model: the sentence of source [1] sharing most words with the question, cited.
-    A request without sources (a follow-up being made standalone) gets the question back."""
+    A follow-up to be made standalone (rag.condense's request) gets its standalone reading."""
     prompt = next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
     sources = SOURCE_BLOCK.findall(prompt)
+    follow_up = re.search(r"^Follow-up question: (.*)$", prompt, re.M)
+    if not sources and follow_up:  # made standalone: "那等待期呢？" -> "等待期有多长？"
+        elliptical = re.fullmatch(r"那?(.+?)呢[？?]", follow_up.group(1).strip())
+        return f"{elliptical.group(1)}有多长？" if elliptical else follow_up.group(1)
     question = _question_of(prompt)
     if not sources:
-        return question.split(":", 1)[-1].strip()
+        return question
     n, text = sources[0]
     wanted = set(WORDS.findall(question.lower()))
-    sentences = [s.strip() for s in re.findall(r"[^。！？.!?\n]+[。！？.!?]?", text) if not s.strip().startswith("#")]
+    sentences = [s.strip() for s in SENTENCE.findall(text) if not s.strip().startswith("#")]
     best = max(sentences, key=lambda s: (len(wanted & set(WORDS.findall(s.lower()))), len(s)))
     reply = f"{best} [{n}]"
     if "回执" in question:  # a model that followed the planted Markdown
@@ -149,7 +154,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         }
         log = open(root / "serve.log", "wb")  # noqa: SIM115 - closed after the process stops
         process = subprocess.Popen(
-            [sys.executable, "-m", "rag", "serve", "--port", str(port), "--index", str(index), "--log-level", "warning"],
+            [sys.executable, "-m", "rag", "serve", "--port", str(port), "--index", str(index), "--log-level", "error"],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -289,6 +294,7 @@ def test_follow_up_keeps_the_conversation_on_a_phone(tab: Any, site: Site) -> No
     first_answer = first.locator(".answer").inner_text()
     second = page_tab.ask("那等待期呢？")
     assert "等待期" in second.locator(".answer").inner_text()
+    assert "等待期有多长？" in second.locator(".condensed").inner_text()  # what was searched for is shown
     assert page.locator("#log > li").count() == 2
     history = page_tab.chat_requests()[1]["messages"]
     assert [m["role"] for m in history] == ["user", "assistant", "user"]
@@ -342,7 +348,7 @@ def test_upload_shows_each_file_success_or_error(tab: Any, site: Site, tmp_path:
     page.locator("#upload-panel").wait_for()
     documents = int(page.locator("#status dd[data-field=documents]").inner_text())
     good = tmp_path / "宠物医疗附加险.md"
-    good.write_text("# 宠物医疗附加险\n\n## 保障范围\n\n本附加险承担宠物因意外受伤产生的门诊费用，每次最高500元。\n", "utf-8")
+    good.write_text("# 宠物医疗附加险\n\n## 保障范围\n\n本附加险承担宠物意外受伤的门诊费用，每次最高500元。\n", "utf8")
     broken = tmp_path / "scan.pdf"
     broken.write_bytes(b"%PDF-1.4\nnot really a pdf\n")
     exe = tmp_path / "setup.exe"
@@ -363,7 +369,8 @@ def test_upload_shows_each_file_success_or_error(tab: Any, site: Site, tmp_path:
     assert "scan.pdf" in states["scan.pdf"].locator(".upload-note").inner_text()
     assert states["setup.exe"].get_attribute("data-state") == "failed"
     assert "unsupported type" in states["setup.exe"].locator(".upload-note").inner_text()
-    wait_until(page, f"Number(document.querySelector('#status dd[data-field=documents]').textContent) === {documents + 1}")
+    count = "Number(document.querySelector('#status dd[data-field=documents]').textContent)"
+    wait_until(page, f"{count} === {documents + 1}")
 
 
 def test_planted_markdown_image_never_loads(tab: Any, site: Site) -> None:
