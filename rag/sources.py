@@ -51,6 +51,7 @@ class SourceView:
     kind: str
     highlight: tuple[int, int] | None  # [start, end) of the cited sentence in `text`
     page_image: bool  # GET /v1/sources/{chunk_id}/page.png can render its pages (the source is a PDF)
+    highlight_page: int | None = None  # the PDF page that holds the cited sentence, when the chunk spans pages
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +79,11 @@ def source_view(index: Index, chunk_id: str, claim: str | None = None) -> Source
     """The chunk `chunk_id` with the span of the sentence `claim` cites."""
     chunk = _chunk(index, chunk_id)
     sources = _sources_of(index, chunk)
+    highlight = cited_span(chunk.text, claim)
+    page_image = any(source.lower().endswith(".pdf") for source in sources)
+    highlight_page = None
+    if page_image and highlight and len(chunk.pages) > 1:
+        highlight_page = _page_holding(index, chunk, chunk.text[highlight[0] : highlight[1]])
     return SourceView(
         chunk_id=chunk.id,
         source=sources[0] if sources else chunk.source,
@@ -88,8 +94,9 @@ def source_view(index: Index, chunk_id: str, claim: str | None = None) -> Source
         clause=chunk.clause,
         heading_path=chunk.heading_path,
         kind=chunk.kind,
-        highlight=cited_span(chunk.text, claim),
-        page_image=any(source.lower().endswith(".pdf") for source in sources),
+        highlight=highlight,
+        page_image=page_image,
+        highlight_page=highlight_page,
     )
 
 
@@ -151,6 +158,29 @@ def _pdf_of(index: Index, chunk: Chunk) -> Path:
         f"{pdfs[0]} is no longer the file that was indexed (moved, changed, or its path is relative to another "
         f"folder than the server's, {os.getcwd()}): run `rag ingest` on it again"
     )
+
+
+def _page_holding(index: Index, chunk: Chunk, snippet: str) -> int | None:
+    """Which of the chunk's pages holds `snippet`, read from the PDF's text layer (whitespace ignored: the
+    loader joined lines and removed spaces between CJK characters); None when unsure."""
+    import pypdfium2 as pdfium
+
+    try:
+        pdf = _pdf_of(index, chunk)
+    except SourceUnavailableError:
+        return None
+    wanted = "".join(snippet.split())[:60]
+    with _RENDER_LOCK:
+        document = pdfium.PdfDocument(str(pdf))
+        try:
+            for page in chunk.pages:
+                if 1 <= page <= len(document):
+                    text = document[page - 1].get_textpage().get_text_range()
+                    if wanted and wanted in "".join(text.split()):
+                        return page
+        finally:
+            document.close()
+    return None
 
 
 def _render(pdf: Path, page: int, target: Path) -> None:

@@ -422,6 +422,7 @@
     $("viewer-text").textContent = "…";
     $("viewer-error").hidden = true;
     $("viewer-figure").hidden = true;
+    $("viewer-pages").replaceChildren();
     releaseImage();
     if (!dialog.open) dialog.showModal();
     try {
@@ -455,13 +456,27 @@
     }
   }
 
-  async function showPage(view, item, ticket) {
-    const page = view.pages.includes(item.page) ? item.page : view.page;
+  async function showPage(view, item, ticket, chosen) {
+    const page = chosen || view.highlight_page || (view.pages.includes(item.page) ? item.page : view.page);
+    const pager = $("viewer-pages");
+    pager.replaceChildren();
+    if (view.pages.length > 1) {
+      for (const number of view.pages) {
+        const button = element("button", number === page ? "page-button current" : "page-button", t("page", number));
+        button.type = "button";
+        button.addEventListener("click", () => {
+          const again = ++state.viewer;
+          showPage(view, item, again, number).catch((error) => showError($("viewer-error"), error.message));
+        });
+        pager.append(button);
+      }
+    }
     const response = await api(`v1/sources/${encodeURIComponent(view.chunk_id)}/page.png?page=${page}`);
     if (!response.ok) throw new Error(await errorOf(response));
     const blob = await response.blob();
     if (ticket !== state.viewer) return;
     const image = $("viewer-image");
+    releaseImage();
     image.src = URL.createObjectURL(blob);
     image.alt = t("pageImage", page);
     $("viewer-caption").textContent = `${t("pageImage", page)} · ${basename(view.source)}`;
@@ -496,7 +511,7 @@
       const note = element("span", "upload-note", t("uploading"));
       row.append(element("span", "upload-name", file.name), progress, note);
       row.dataset.state = "uploading";
-      $("uploads").prepend(row);
+      $("uploads").append(row);
       const finish = (ok, message) => {
         row.dataset.state = ok ? "done" : "failed";
         note.textContent = ok ? message : `${t("uploadFailed")}: ${message}`;
@@ -530,7 +545,9 @@
         if (request.status !== 200 || !body) {
           finish(false, (body && body.error && body.error.message) || `HTTP ${request.status}`);
         } else if (body.failed && body.failed.length) {
-          finish(false, body.failed.map((failure) => failure.error).join("; "));
+          // the server's report names its own folder: the file's name says enough here
+          const errors = body.failed.map((failure) => failure.error.split(failure.path).join(basename(failure.path)));
+          finish(false, errors.join("; "));
         } else {
           finish(true, t("uploadDone", body));
         }
