@@ -43,18 +43,21 @@ def chromium_path() -> str:
     found = os.environ.get("RAG_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     problem = None
     if not found:
-        problem = "Chromium not found: browser tests skipped (install it: sudo apt-get install -y chromium)"
+        problem = "Chromium not found (install it: sudo apt-get install -y chromium)"
     else:
         try:
             import playwright.sync_api  # noqa: F401
         except ImportError:
-            problem = "Playwright not installed: browser tests skipped (pip install -e '.[dev]')"
+            problem = "Playwright not installed (pip install -e '.[dev]')"
     if problem:
         if os.environ.get("RAG_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{problem}; RAG_REQUIRE_BROWSER=1 requires them")
-        pytest.skip(problem)
+            pytest.fail(f"{problem}: RAG_REQUIRE_BROWSER=1 requires the browser tests to run")
+        pytest.skip(f"browser tests skipped: {problem}", allow_module_level=True)
     assert found is not None
     return found
+
+
+CHROMIUM = chromium_path()  # at collection: one skip line for the module, not one per test
 
 
 # ----- the chat model: answers from the sources it is sent -----------------------------------------------
@@ -134,7 +137,6 @@ def _documents(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    chromium_path()  # skip before building anything when there is no browser
     root = tmp_path_factory.mktemp("web")
     index = root / "index"
     docs = _documents(root / "docs")
@@ -173,7 +175,7 @@ def browser(site: Site) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
             yield launched
         finally:
