@@ -289,6 +289,8 @@ def test_chip_opens_the_passage_and_the_pdf_page(tab: Any, site: Site) -> None:
     assert "Page 2" in page.inner_text("#viewer-caption")  # the page holding the cited sentence, not the first
     page.click("#viewer-pages button >> nth=0")
     page.locator("#viewer-caption", has_text="Page 1").wait_for()
+    page.click("#viewer-pages button >> nth=1")
+    page.locator("#viewer-caption", has_text="Page 2").wait_for()
     assert list((site.index / "page_images").glob("*.png"))  # rendered once, cached in the index folder
 
 
