@@ -283,6 +283,7 @@
       turn.body = body;
     }
     if (result) renderResult(box, turn, result);
+    if (turn.error && turn.text) box.append(element("p", "answer partial", turn.text)); // what came before it broke
     if (turn.error) box.append(element("p", "error", `${t("errorPrefix")}: ${turn.error}`));
     li.scrollIntoView({ block: "end" });
   }
