@@ -270,6 +270,10 @@ def test_chinese_question_streams_an_answer_with_chips(tab: Any, site: Site) -> 
     assert "大模型" in meta and "stub-chat" in meta and "种子: 42" in meta
     (sent,) = page_tab.chat_requests()
     assert sent["stream"] is True and sent["messages"] == [{"role": "user", "content": "犹豫期有多长？"}]
+    page.click("#lang-switch")  # the switch re-labels the page and the answers already shown
+    assert page.inner_text("#ask-button") == "Ask"
+    assert re.fullmatch(r"\[1\] .+ · p\. \d+( · .+)?", chips.first.inner_text())
+    assert page.evaluate("localStorage.getItem('rag.lang')") == "en"
 
 
 def test_chip_opens_the_passage_and_the_pdf_page(tab: Any, site: Site) -> None:
