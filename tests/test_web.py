@@ -129,3 +129,10 @@ def test_cited_span(claim: str, expected: str | None) -> None:
         assert span is not None and text[span[0] : span[1]] == expected
     else:
         assert span is not None and text[span[0] : span[1]] == "The free look period lasts 15 days."
+
+
+def test_config_tells_the_page_when_uploads_are_off(tmp_path: Path) -> None:
+    settings = Settings(index_dir=tmp_path / "index", embedder="fake", server_allow_ingest=False, _env_file=None)  # type: ignore[call-arg]
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/web/config").json()["allow_ingest"] is False  # the page hides its upload panel
+        assert client.get("/").status_code == 200
