@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["SourceUnavailableError", "SourceView", "cited_span", "page_png", "source_view"]
 
 CHUNK_ID = re.compile(r"[0-9a-f]{32}")  # rag.chunking.chunk_id: 32 hex digits of a sha256
-RENDER_SCALE = 1.5  # 108 dpi: small print in a policy stays legible on a laptop screen, ~150 KB a page
+RENDER_SCALE = 1.5  # 108 dpi: small print in a policy stays legible on a laptop screen, ~250 KB a page
 MAX_RENDER_PIXELS = 2400  # the longer side; a poster-sized page is scaled down rather than rendered huge
 # PDFium is not thread-safe: the server's worker threads take turns rendering.
 _RENDER_LOCK = threading.Lock()
@@ -196,7 +196,7 @@ def _render(pdf: Path, page: int, target: Path) -> None:
         image = pdf_page.render(scale=scale).to_pil()
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            image.save(tmp, format="PNG", optimize=True)
+            image.save(tmp, format="PNG")  # optimize=True: 2% smaller, 4x slower (0.6 s against 0.17 s a page)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
