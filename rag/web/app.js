@@ -372,7 +372,6 @@
         if (!claims.has(n)) claims.set(n, claim);
         const inline = chip(citation, `[${n}]`, claim);
         inline.classList.add("inline");
-        inline.title = label(citation);
         body.append(inline);
       }
       at = match.index + match[0].length;
@@ -406,6 +405,7 @@
   function chip(item, text, claim) {
     const button = element("button", "chip", text);
     button.type = "button";
+    button.title = label(item); // the whole label, where a narrow screen cuts the chip short
     button.dataset.chunk = item.chunk_id;
     button.dataset.n = String(item.n);
     button.addEventListener("click", () => openPassage(item, claim));
