@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rag.config import Settings
+from rag.conversation import Conversation, Turn
 from rag.errors import (
     ConfigError,
     DatasetError,
@@ -20,7 +21,7 @@ from rag.errors import (
     RagError,
     StoreUnreachableError,
 )
-from rag.records import Answer, Chunk, Citation, Document, FileFailure, Hit, IngestReport, Page, Passage
+from rag.records import Answer, Chunk, Citation, Document, FileFailure, Hit, IngestReport, Message, Page, Passage
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ __all__ = [
     "Chunk",
     "Citation",
     "ConfigError",
+    "Conversation",
     "DatasetError",
     "Document",
     "FileFailure",
@@ -43,12 +45,14 @@ __all__ = [
     "IndexMissingError",
     "IngestReport",
     "LoadError",
+    "Message",
     "ModelError",
     "Page",
     "Passage",
     "RagError",
     "Settings",
     "StoreUnreachableError",
+    "Turn",
     "__version__",
     "ask",
     "ingest",
@@ -66,7 +70,9 @@ def ingest(paths: Iterable[str | Path], settings: Settings | None = None, **opti
 
 
 def ask(question: str, settings: Settings | None = None, **options: Any) -> Answer:
-    """Retrieve passages for `question` and answer from them, with citations."""
+    """Retrieve passages for `question` and answer from them, with citations. `history=[...]` (Messages or
+    {"role", "content"} dicts, oldest first) reads a follow-up with the turns before it; the answer's
+    `condensed_question` is the standalone question that was searched for."""
     from rag.qa import answer_question
 
     return answer_question(question, settings or Settings(), **options)

@@ -153,6 +153,9 @@ def _parse_question(row: Any) -> AnswerQuestion:
     )
 
 
+parse_question = _parse_question  # one question of a set, or one turn of a dialogue (rag.dialogue_eval)
+
+
 # ----------------------------------------------------------------------------------------------- matching
 
 _ARTICLE_UNITS = "条章节款项"

@@ -200,6 +200,31 @@ def ask(
 
 
 @app.command()
+def chat(
+    index: IndexOption = None,
+    model: Annotated[str | None, typer.Option("--model", help="Chat model (default RAG_CHAT_MODEL).")] = None,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="Retrieval: dense, lexical or hybrid (default RAG_RETRIEVAL_MODE).")
+    ] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Passages to retrieve (default 5).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Read questions line by line from stdin; one JSON object per turn.")
+    ] = False,
+    debug: DebugOption = False,
+) -> None:
+    """A conversation: follow-up questions are read with the turns before them. /sources, /reset, /quit."""
+    from rag.chat_cli import run_interactive, run_json
+    from rag.conversation import Conversation
+
+    with _errors(as_json, debug):
+        chosen: dict[str, Any] = {"model": model, "mode": mode, "top_k": top_k}
+        options = {key: value for key, value in chosen.items() if value is not None}
+        conversation = Conversation(_settings(index), **options)
+        code = run_json(conversation, sys.stdin, sys.stdout, debug) if as_json else run_interactive(conversation)
+    raise typer.Exit(code)
+
+
+@app.command()
 def status(index: IndexOption = None, as_json: JsonOption = False, debug: DebugOption = False) -> None:
     """What the index holds and how it was built."""
     from rag.index import Index
@@ -270,9 +295,14 @@ def eval_answers(
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Ask every question as `rag ask` does: refusals, page hit@1/@5, cited clauses, facts, seconds."""
+    """Ask every question as `rag ask` does: refusals, page hit@1/@5, cited clauses, facts, seconds. A dialogue
+    set (one {id, set, lang, turns} a line) is scored turn by turn, each turn with its history."""
     from rag.answer_eval import answer_report_json, evaluate_answers, format_answer_table, format_failures
+    from rag.dialogue_eval import is_dialogue_set
 
+    if is_dialogue_set(questions):
+        _eval_dialogues(questions, index, docs or [], mode, failures, as_json, debug)
+        return
     with _errors(as_json, debug):
         report = evaluate_answers(
             questions,
@@ -288,6 +318,32 @@ def eval_answers(
     typer.echo(format_answer_table(report, title=f"answer quality: {questions.name}"))
     if failures:
         typer.echo("\n" + format_failures(report))
+
+
+def _eval_dialogues(
+    path: Path, index: Path | None, docs: list[Path], mode: str | None, failures: bool, as_json: bool, debug: bool
+) -> None:
+    from rag.dialogue_eval import (
+        dialogue_report_json,
+        evaluate_dialogues,
+        format_dialogue_failures,
+        format_dialogue_table,
+    )
+
+    with _errors(as_json, debug):
+        report = evaluate_dialogues(
+            path,
+            _settings(index),
+            docs,
+            mode,  # type: ignore[arg-type]  # checked by the Searcher, with a message
+            log=lambda message: typer.echo(message, err=True),
+        )
+    if as_json:
+        _print_json(dialogue_report_json(report))
+        return
+    typer.echo(format_dialogue_table(report, title=f"dialogues, turn by turn: {path.name}"))
+    if failures:
+        typer.echo("\n" + format_dialogue_failures(report))
 
 
 cache_app = typer.Typer(help="The embedding cache (vectors keyed by embedder and text hash).", no_args_is_help=True)

@@ -39,6 +39,11 @@ class AnswerStream:
         self._pieces = pieces
         self._complete = complete
         self._answer: Answer | None = None
+        self._listeners: list[Callable[[Answer], None]] = []
+
+    def on_complete(self, listener: Callable[[Answer], None]) -> None:
+        """Call `listener` with the checked Answer once the stream has been read to the end."""
+        self._listeners.append(listener)
 
     def __iter__(self) -> Iterator[str]:
         parts: list[str] = []
@@ -46,6 +51,8 @@ class AnswerStream:
             parts.append(piece)
             yield piece
         self._answer = self._complete("".join(parts))
+        for listener in self._listeners:
+            listener(self._answer)
 
     @property
     def answer(self) -> Answer:

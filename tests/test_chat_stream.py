@@ -141,3 +141,18 @@ def test_ask_accepts_history(serve: Any) -> None:
     assert body["audit"]["condense"]["method"] == "rules" and body["audit"]["condense"]["history_turns"] == 2
     bad = httpx.post(f"{base}/v1/ask", json={"question": "x", "history": [{"role": "system", "content": "y"}]})
     assert bad.status_code == 422
+
+
+def test_a_model_failing_mid_stream_ends_with_an_error_chunk(serve: Any, stub: OpenAIStub) -> None:
+    base = serve(base_url=stub.base_url, max_retries=0)
+    stub.malformed()  # a broken SSE event after the status line: the failure can only be the last event
+    body = {"model": "rag", "stream": True, "messages": [{"role": "user", "content": "等待期是多久？"}]}
+    with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=60) as response:
+        assert response.status_code == 200
+        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    import json
+
+    assert events[-1] == "[DONE]"
+    last = json.loads(events[-2])
+    assert last["choices"][0]["finish_reason"] == "error" and last["error"]["type"] == "ModelError"
+    assert "rag" not in last
