@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DATA
+from conftest import DATA, REPO
 from fastapi.testclient import TestClient
 from pdfgen import write_pdf
 
@@ -63,7 +63,9 @@ def test_the_page_is_public_with_security_headers_and_the_api_keeps_its_key(serv
     # no inline script or style in the page: everything comes from its own files
     assert not re.search(r"<script(?![^>]*\bsrc=)", page.text) and "style=" not in page.text
     assert KEY not in page.text
-    for name in ("app.js", "i18n.js", "style.css", "icon.svg"):
+    shipped = sorted(path.name for path in (REPO / "rag" / "web").iterdir() if path.name != "index.html")
+    assert {"app.js", "style.css"} <= set(shipped)
+    for name in shipped:  # every file of the page is served
         asset = client.get(f"/web/{name}")
         assert asset.status_code == 200 and asset.headers["x-content-type-options"] == "nosniff", name
         text = asset.text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # a namespace, never fetched

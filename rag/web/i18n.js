@@ -1,8 +1,9 @@
-// The page's interface text in English and Chinese. app.js picks the language from navigator.language (or the
-// switch, remembered in localStorage) and fills every element carrying data-i18n / data-i18n-placeholder.
-"use strict";
+// The page's interface text in English and Chinese: the language follows navigator.language until the switch
+// chooses one (remembered in localStorage); every element carrying data-i18n / data-i18n-placeholder is filled.
 
-window.RAG_I18N = {
+const LANG_STORE = "rag.lang";
+
+const STRINGS = {
   en: {
     switchTo: "中文",
     tagline: "Answers from your documents, with sources",
@@ -101,3 +102,34 @@ window.RAG_I18N = {
     networkError: "服务器没有响应。`rag serve` 是否在运行？",
   },
 };
+
+let language = "en";
+
+export function pickLanguage() {
+  const saved = localStorage.getItem(LANG_STORE);
+  if (saved === "zh" || saved === "en") language = saved;
+  else language = (navigator.language || "en").toLowerCase().startsWith("zh") ? "zh" : "en";
+  return language;
+}
+
+export function switchLanguage() {
+  language = language === "zh" ? "en" : "zh";
+  localStorage.setItem(LANG_STORE, language);
+  return language;
+}
+
+export function t(key, ...args) {
+  const table = STRINGS[language] || STRINGS.en;
+  const value = key in table ? table[key] : STRINGS.en[key];
+  if (value === undefined) return key;
+  return typeof value === "function" ? value(...args) : value;
+}
+
+// The fixed text of the page; what was rendered from answers is redrawn by its owner.
+export function translatePage() {
+  document.documentElement.lang = language === "zh" ? "zh-CN" : "en";
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of document.querySelectorAll("[data-i18n-placeholder]")) {
+    el.placeholder = t(el.dataset.i18nPlaceholder);
+  }
+}
