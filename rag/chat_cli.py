@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from typing import IO, TYPE_CHECKING, Any
 
 from rag.errors import RagError
+from rag.text import terminal_safe
 
 if TYPE_CHECKING:
     from rag.conversation import Conversation
@@ -44,7 +46,9 @@ def run_json(conversation: Conversation, lines: IO[str], out: IO[str], debug: bo
             record: dict[str, Any] = {"error": {"message": str(exc), "type": type(exc).__name__}}
         else:
             record = {"turn": len(conversation.turns), **answer.to_dict()}
-        out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        line_out = json.dumps(record, ensure_ascii=False, default=str)
+        # as `rag ask --json`: DEL and the C1 controls (U+009B is a CSI to some terminals) escaped too
+        out.write(re.sub("[\x7f-\x9f]", lambda m: f"\\u{ord(m[0]):04x}", line_out) + "\n")
         out.flush()
     return 1 if failed else 0
 
@@ -86,33 +90,33 @@ def _turn(conversation: Conversation, question: str, out: IO[str], debug: bool) 
     try:
         stream = conversation.stream(question)
         if stream.condensed_question != question:
-            out.write(f"(searching for: {stream.condensed_question})\n")
+            out.write(f"(searching for: {terminal_safe(stream.condensed_question)})\n")
         written = []
         for piece in stream:
             written.append(piece)
-            out.write(piece)
+            out.write(terminal_safe(piece, one_line=False))  # a document's escape sequences never reach it raw
             out.flush()
         out.write("\n")
         if "".join(written).strip() != stream.answer.answer.strip():  # verification removed a marker or link
-            out.write(f"checked answer: {stream.answer.answer}\n")
+            out.write(f"checked answer: {terminal_safe(stream.answer.answer, one_line=False)}\n")
         _footer(stream.answer, out)
     except KeyboardInterrupt:  # the answer stops; the turn is not kept
         out.write("\n(interrupted)\n")
     except RagError as exc:
         if debug:
             raise
-        out.write(f"\nerror: {exc}\n")
+        out.write(f"\nerror: {terminal_safe(str(exc))}\n")
 
 
 def _footer(answer: Answer, out: IO[str]) -> None:
     """Warnings, the verified answer when verification changed it, and the citations."""
     for warning in answer.warnings:
-        out.write(f"warning: {warning}\n")
+        out.write(f"warning: {terminal_safe(warning)}\n")
     if answer.citations:
         out.write("Sources:\n")
         for citation in answer.citations:
             clause = f", {citation.clause}" if citation.clause else ""
-            out.write(f"  [{citation.n}] {citation.source}, page {citation.page}{clause}\n")
+            out.write(terminal_safe(f"  [{citation.n}] {citation.source}, page {citation.page}{clause}") + "\n")
 
 
 def _sources(conversation: Conversation, out: IO[str]) -> None:
@@ -120,13 +124,13 @@ def _sources(conversation: Conversation, out: IO[str]) -> None:
     if last is None:
         out.write("(no answer yet)\n")
         return
-    out.write(f"passages for: {last.condensed_question}\n")
+    out.write(f"passages for: {terminal_safe(last.condensed_question)}\n")
     for passage in last.answer.passages:
         clause = f", {passage.clause}" if passage.clause else ""
         snippet = " ".join(passage.text.split())
         snippet = snippet if len(snippet) <= SNIPPET_CHARS else snippet[: SNIPPET_CHARS - 1] + "…"
-        out.write(f"  [{passage.n}] {passage.source}, page {passage.page}{clause} (score {passage.score:.3f})\n")
-        out.write(f"      {snippet}\n")
+        where = f"  [{passage.n}] {passage.source}, page {passage.page}{clause} (score {passage.score:.3f})"
+        out.write(f"{terminal_safe(where)}\n      {terminal_safe(snippet)}\n")
 
 
 def _enable_line_editing() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,8 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
-from rag.config import Settings
-from rag.errors import RagError
+from rag.cli_errors import errors as _errors
+from rag.cli_errors import remember_index
+from rag.cli_errors import say as _say
+from rag.config import Settings, load_settings
 
 app = typer.Typer(
     add_completion=False,
@@ -44,36 +47,20 @@ def _main(
 
 
 def _settings(index: Path | None, **overrides: Any) -> Settings:
-    settings = Settings()
+    settings = load_settings()
     updates = {key: value for key, value in overrides.items() if value is not None}
     if index is not None:
         updates["index_dir"] = index
-    return settings.model_copy(update=updates) if updates else settings
-
-
-@contextmanager
-def _errors(as_json: bool, debug: bool) -> Iterator[None]:
-    """Domain errors become one line on stderr (or a JSON object) and a non-zero exit code."""
-    try:
-        yield
-    except RagError as exc:
-        if debug:
-            raise
-        _fail(str(exc), type(exc).__name__, exc.exit_code, as_json)
-    except KeyboardInterrupt:
-        _fail("interrupted", "Interrupted", 130, as_json)
-
-
-def _fail(message: str, kind: str, code: int, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps({"error": {"message": message, "type": kind}}, ensure_ascii=False))
-    else:
-        typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+    settings = settings.model_copy(update=updates) if updates else settings
+    remember_index(Path(settings.index_dir))
+    return settings
 
 
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    # json.dumps escapes C0 controls but, with ensure_ascii=False, prints DEL and the C1 controls (U+009B is a
+    # CSI to some terminals) as they are: escape them too. Only strings hold them, so the JSON means the same.
+    text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
+    typer.echo(re.sub("[\x7f-\x9f]", lambda m: f"\\u{ord(m[0]):04x}", text))
 
 
 @app.command()
@@ -88,15 +75,24 @@ def ingest(
             help="Set Chroma's files aside and store every indexed file again (vectors come from the cache).",
         ),
     ] = False,
+    follow_symlinks: Annotated[
+        bool | None,
+        typer.Option(
+            "--follow-symlinks",
+            help="Follow links inside the folders given even when they lead out of them (default: report them).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Read, split, embed and store documents. Unchanged files are skipped."""
     from rag.index import Index
     from rag.ingest import ingest_paths
+    from rag.text import terminal_safe
 
     with _errors(as_json, debug):
-        opened = Index(_settings(index))
+        opened = Index(_settings(index, follow_symlinks=follow_symlinks))
         with _progress(enabled=not as_json) as progress, opened:
             report = ingest_paths(paths, opened, prune=prune, progress=progress, rebuild=rebuild)
     if as_json:
@@ -110,12 +106,12 @@ def ingest(
                 "the rest came from the embedding cache",
                 err=True,
             )
-        for failure in report.failed:
-            typer.echo(f"failed: {failure.error}", err=True)
+        for failure in report.failed:  # a newline in a file name must not forge a line of its own
+            typer.echo(f"failed: {terminal_safe(failure.error)}", err=True)
         typer.echo(
             f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
             f"removed {report.removed}, failed {len(report.failed)}; "
-            f"{report.chunks} chunks in {opened.root} ({report.seconds:.1f} s)"
+            f"{report.chunks} chunks in {terminal_safe(str(opened.root))} ({report.seconds:.1f} s)"
         )
     if report.failed:
         raise typer.Exit(1)
@@ -126,20 +122,41 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, str, int, int], None] | 
     if not enabled or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from rag.text import terminal_safe
 
     with Progress(
-        TextColumn("[bold]ingest"),
+        TextColumn("[bold]{task.fields[stage]}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[unit]}"),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         TextColumn("{task.description}"),
         transient=True,
     ) as bar:
-        task = bar.add_task("", total=None)
+        # files read and stored, and chunks embedded out of the chunks found so far (the ETA follows the chunks)
+        files = bar.add_task("", total=None, stage="read ", unit="files")
+        chunks = bar.add_task("", total=None, stage="embed", unit="chunks")
 
         def update(event: str, source: str, done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total, description=Path(source).name if source else "")
+            name = escape(terminal_safe(Path(source).name)) if source else ""
+            if event == "embedding":
+                bar.update(chunks, completed=done, total=total, description=name)
+            elif event == "file":
+                bar.update(files, completed=done, total=total, description=name)
+            else:
+                bar.update(files, completed=done, total=total)
 
         yield update
 
@@ -180,23 +197,23 @@ def ask(
         _print_json(answer.to_dict())
         return
     if answer.mode == "extractive":
-        typer.echo("Extractive answer (no chat model configured; set OPENAI_API_KEY or OPENAI_BASE_URL):")
-    typer.echo(answer.answer)
+        _say("Extractive answer (no chat model configured; set OPENAI_API_KEY or OPENAI_BASE_URL):")
+    _say(answer.answer)
     for warning in answer.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        _say(f"warning: {warning}", err=True)
     if answer.citations:
-        typer.echo("\nSources:")
+        _say("\nSources:")
         for citation in answer.citations:
             clause = f", {citation.clause}" if citation.clause else ""
             also = [other for other in citation.sources if other != citation.source]
             copies = f" (same content: {', '.join(also)})" if also else ""
-            typer.echo(f"  [{citation.n}] {citation.source}, page {citation.page}{clause}{copies}")
+            _say(f"  [{citation.n}] {citation.source}, page {citation.page}{clause}{copies}")
     if answer.mode == "refused" and answer.passages:
-        typer.echo("\nNearest passages:")
+        _say("\nNearest passages:")
         for passage in answer.passages:
             snippet = " ".join(passage.text.split())
             snippet = snippet if len(snippet) <= 80 else snippet[:79] + "…"
-            typer.echo(f"  [{passage.n}] {passage.source}, page {passage.page} (score {passage.score:.3f}): {snippet}")
+            _say(f"  [{passage.n}] {passage.source}, page {passage.page} (score {passage.score:.3f}): {snippet}")
 
 
 @app.command()
@@ -230,11 +247,13 @@ def status(index: IndexOption = None, as_json: JsonOption = False, debug: DebugO
     from rag.index import Index
 
     with _errors(as_json, debug):
-        data = Index(_settings(index)).status()
+        opened = Index(_settings(index))
+        opened.require_folder()
+        data = opened.status()
     if as_json:
         _print_json(data)
         return
-    typer.echo(
+    _say(
         f"index {data['index']}: {data['documents']} documents ({data['files']} files), {data['chunks']} chunks; "
         f"embedder {data['embedder']}; settings {json.dumps(data['settings'], ensure_ascii=False)}"
     )
@@ -297,20 +316,29 @@ def eval_answers(
 ) -> None:
     """Ask every question as `rag ask` does: refusals, page hit@1/@5, cited clauses, facts, seconds. A dialogue
     set (one {id, set, lang, turns} a line) is scored turn by turn, each turn with its history."""
+    from rag import dialogue_eval as dialogues
     from rag.answer_eval import answer_report_json, evaluate_answers, format_answer_table, format_failures
-    from rag.dialogue_eval import is_dialogue_set
 
-    if is_dialogue_set(questions):
-        _eval_dialogues(questions, index, docs or [], mode, failures, as_json, debug)
-        return
+    def log(message: str) -> None:
+        typer.echo(message, err=True)
+
     with _errors(as_json, debug):
+        if dialogues.is_dialogue_set(questions):  # scored turn by turn, each turn with its history
+            turns = dialogues.evaluate_dialogues(questions, _settings(index), docs or [], mode, log=log)  # type: ignore[arg-type]
+            if as_json:
+                _print_json(dialogues.dialogue_report_json(turns))
+                return
+            typer.echo(dialogues.format_dialogue_table(turns, title=f"dialogues, turn by turn: {questions.name}"))
+            if failures:
+                typer.echo("\n" + dialogues.format_dialogue_failures(turns))
+            return
         report = evaluate_answers(
             questions,
             _settings(index),
             docs=docs or [],
             mode=mode,  # type: ignore[arg-type]  # checked by evaluate_answers, with a message
             limit=limit,
-            log=lambda message: typer.echo(message, err=True),
+            log=log,
         )
     if as_json:
         _print_json(answer_report_json(report))
@@ -318,32 +346,6 @@ def eval_answers(
     typer.echo(format_answer_table(report, title=f"answer quality: {questions.name}"))
     if failures:
         typer.echo("\n" + format_failures(report))
-
-
-def _eval_dialogues(
-    path: Path, index: Path | None, docs: list[Path], mode: str | None, failures: bool, as_json: bool, debug: bool
-) -> None:
-    from rag.dialogue_eval import (
-        dialogue_report_json,
-        evaluate_dialogues,
-        format_dialogue_failures,
-        format_dialogue_table,
-    )
-
-    with _errors(as_json, debug):
-        report = evaluate_dialogues(
-            path,
-            _settings(index),
-            docs,
-            mode,  # type: ignore[arg-type]  # checked by the Searcher, with a message
-            log=lambda message: typer.echo(message, err=True),
-        )
-    if as_json:
-        _print_json(dialogue_report_json(report))
-        return
-    typer.echo(format_dialogue_table(report, title=f"dialogues, turn by turn: {path.name}"))
-    if failures:
-        typer.echo("\n" + format_dialogue_failures(report))
 
 
 cache_app = typer.Typer(help="The embedding cache (vectors keyed by embedder and text hash).", no_args_is_help=True)
@@ -393,20 +395,36 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8000,
     index: IndexOption = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    header_timeout: Annotated[
+        float | None,
+        typer.Option("--header-timeout", min=0.001, help="Seconds for a request's headers (default 10)."),
+    ] = None,
+    body_timeout: Annotated[
+        float | None,
+        typer.Option("--body-timeout", min=0.001, help="Seconds for a request's body (default 60)."),
+    ] = None,
     debug: DebugOption = False,
 ) -> None:
     """Serve the HTTP API (/v1/ask, /v1/ingest, OpenAI-compatible /v1/chat/completions) under uvicorn."""
     with _errors(False, debug):
-        settings = _settings(index)
+        settings = _settings(index, server_header_timeout=header_timeout, server_body_timeout=body_timeout)
         import uvicorn
 
         from rag.server import create_app
+        from rag.server_timeouts import header_timeout_protocol
 
         if host not in ("127.0.0.1", "localhost", "::1") and settings.server_api_key is None:
             typer.echo(
                 f"warning: serving on {host} without RAG_SERVER_API_KEY: anyone who can reach it can use it", err=True
             )
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, server_header=False)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=log_level,
+            server_header=False,
+            http=header_timeout_protocol(settings.server_header_timeout),
+        )
 
 
 def main() -> None:

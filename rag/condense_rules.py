@@ -46,7 +46,10 @@ _ZH_FRAME = re.compile(
 )
 _ZH_OPENERS = re.compile(r"^(?:那么|那如果|那要是|如果是|要是|若是|还有|另外|然后|那|再问一下|请问)[，,]?")
 _ZH_ELLIPSIS = re.compile(rf"^(?P<x>.+?)(?:的话)?呢[{re.escape(_END)}]*$")
-_ZH_PRODUCT_PRONOUN = re.compile(r"(?:这|那|该|此)(?:个|款|份)?(?:保险|产品|险种|保单|合同|条款)")
+# "这个保险", and "这个" as what is bought, renewed or surrendered ("还能买这个吗"): the product
+_ZH_PRODUCT_PRONOUN = re.compile(
+    r"(?:这|那|该|此)(?:个|款|份)?(?:保险|产品|险种|保单|合同|条款)|(?<=[买投续退])(?:这个|这款|它)"
+)
 _ZH_PRONOUN = re.compile(r"这个|那个|它|其")
 _ZH_IT = ("它", "其")  # "它" is the product talked about; "这个" more often the topic
 # A follow-up that goes on from the previous one: an opener, "还/也/再" (again, too), "之后/以后" (after it),
@@ -54,6 +57,8 @@ _ZH_IT = ("它", "其")  # "它" is the product talked about; "这个" more ofte
 _ZH_CONTINUES = re.compile(r"^(?:那么|那|要是|如果|然后|还有)|还|也|再|之后|以后|后来|的话|这样|那样|不说|没说")
 # An elliptical "X呢？" names a topic in a few characters (等待期, 重疾, 十级伤残); a longer X is a situation.
 _ZH_TOPIC_CHARS = 4
+# An elliptical follow-up is short; a longer question carries its own subject even when it goes on from the last.
+_ZH_FOLLOW_UP_CHARS = 10
 _ZH_ASKING = re.compile(r"^(?:怎么|怎样|如何|能否|可否|是否|可以|能)")
 # A name: a CJK name with Latin letters in it ("安心e生"), a product ("借款人意外险"), a company
 _ZH_NAME = re.compile(
@@ -76,7 +81,7 @@ _EN_FRAME_WORDS = frozenset(
 )
 _EN_ARTICLES = frozenset({"the", "a", "an", "my", "our", "your", "this", "that"})
 _EN_FOLLOW = re.compile(
-    r"^(?:and|but|so|ok|okay|also)?[\s,]*(?P<kind>what about|how about|what if|and if|if|and|or|also|for)\s+"
+    r"^(?:and|but|so|ok|okay|also)?[\s,]*(?P<kind>what about|how about|what if|and if|and|or|also|for)\s+"
     r"(?P<x>.+?)[\s?.!]*$",
     re.IGNORECASE,
 )
@@ -85,6 +90,10 @@ _EN_QUESTION_WORD = re.compile(
 )
 _EN_QUALIFIER = re.compile(r"^(?:for|in|on|under|with|during|after|before|within)\b", re.IGNORECASE)
 _EN_PRONOUN = re.compile(r"\b(?:it|that|this|this one|that one)\b", re.IGNORECASE)
+# "does it pay for IVF?", "will it cover …": "it" is the policy, not the topic asked about before
+_EN_POLICY_IT = re.compile(
+    r"\b(?:does|will|would|can|could|did|should)\s+it\s+(?:pay|cover|include|reimburse)", re.IGNORECASE
+)
 _EN_COMPANY_PRONOUN = re.compile(r"\b(?:they|them|their)\b", re.IGNORECASE)  # customers' word for the insurer
 _EN_PRODUCT_PRONOUN = re.compile(
     r"\b(?:this|that|the same|my|our)\s+(?:policy|plan|product|insurance|cover|coverage|company)\b", re.IGNORECASE
@@ -92,7 +101,9 @@ _EN_PRODUCT_PRONOUN = re.compile(
 # The object inside a topic: "waiting period for | having a baby", "refund on | cancellation"
 _EN_INNER_OBJECT = re.compile(r"\b(?:for|of|on|under|after|before)\s+(\S.*)$", re.IGNORECASE)
 # A name: capitalised words not at the start of the question ("Global Health Policy", "Ulta's", "MGM").
-_EN_NAME = re.compile(r"(?<!^)(?<![.?!]\s)\b(?:[A-Z][A-Za-z0-9&\-]*(?:'s|’s)?)(?:\s+[A-Z][A-Za-z0-9&\-]*(?:'s|’s)?)*")
+_EN_NAME = re.compile(
+    r"(?<!^)(?<![.?!]\s)\b(?!I\b|I['’])(?:[A-Z][A-Za-z0-9&\-]*(?:'s|’s)?)(?:\s+[A-Z][A-Za-z0-9&\-]*(?:'s|’s)?)*"
+)
 
 
 @dataclass(frozen=True)
@@ -159,13 +170,14 @@ def _condense_zh(question: str, previous: str) -> str | None:
         return _zh_question(f"{lead}{'的' if lead else ''}{topic}{frame}".replace("的的", "的"))
     if _ZH_PRODUCT_PRONOUN.search(question):  # "这个保险能保几年？": the product named before
         return _ZH_PRODUCT_PRONOUN.sub(prev.names[0], question, count=1) if prev.names else None
+    own = parse_zh(question)
     pronoun = _ZH_PRONOUN.search(question)
-    if pronoun and subject:  # "它的等待期多久？", "这个能退吗？"
+    if pronoun and subject and not own.names:  # "它的等待期多久？", "这个能退吗？" (not "这个借款人意外险…")
         named = prev.names[0] if prev.names and pronoun.group(0) in _ZH_IT else subject
         return _ZH_PRONOUN.sub(named, question, count=1)
-    own = parse_zh(question)
     lacks_topic = not _ZH_FILLER.sub("", own.topic.strip("，, ")) and bool(own.after)  # "要多久？", "能退多少？"
-    if subject and (lacks_topic or _ZH_CONTINUES.search(question)) and not own.names:
+    short = sum(1 for ch in question if has_cjk(ch)) <= _ZH_FOLLOW_UP_CHARS
+    if subject and (lacks_topic or (short and _ZH_CONTINUES.search(question))) and not own.names:
         return f"{subject}，{bare}" if subject not in bare else None
     return None
 
@@ -222,19 +234,20 @@ def _condense_en(question: str, previous: str, *, follow_up: bool = True) -> str
     if follow:
         x, kind = follow.group("x").strip(), follow.group("kind").lower()
         own_question = _EN_QUESTION_WORD.search(x) and len(x.split()) > 3
-        if kind in ("what if", "and if", "if") and not own_question:  # a condition on the previous question
+        if kind in ("what if", "and if") and not own_question:  # a condition on the previous question
             return f"{stem}, if {x}?"
         if kind == "for" or _EN_QUALIFIER.match(x):  # "and for the family plan?": a qualifier
             return _en_qualified(stem, x if _EN_QUALIFIER.match(x) else f"for {x}")
         if own_question:  # "and until what age can my kids stay on it?": a question of its own
-            x = f"if {x}" if kind in ("and if", "if") else x
+            x = f"if {x}" if kind == "and if" else x
             return _condense_en(x, previous, follow_up=False) or f"{x.rstrip(' ?.!')}?"
         if len(x.split()) <= 6:
             return _en_new_subject(prev, stem, x)
-    if _EN_PRODUCT_PRONOUN.search(question) and prev.names:  # "is this policy renewable?"
-        return _EN_PRODUCT_PRONOUN.sub(_main_name(prev.names), question, count=1)
+    if _EN_PRODUCT_PRONOUN.search(question):  # "is this policy renewable?": the product named before, if any
+        return _EN_PRODUCT_PRONOUN.sub(_main_name(prev.names), question, count=1) if prev.names else None
     short = len(question.split()) <= 8
-    if short and _EN_PRONOUN.search(question) and (prev.topic or prev.names):  # "is it covered?"
+    pronoun = short and _EN_PRONOUN.search(question) and not _EN_POLICY_IT.search(question)
+    if pronoun and (prev.topic or prev.names):  # "is it covered?"
         return _EN_PRONOUN.sub(prev.topic or _main_name(prev.names), question, count=1)
     if _EN_COMPANY_PRONOUN.search(question) and prev.names:  # "how much stock did they buy back?"
         return _EN_COMPANY_PRONOUN.sub(_main_name(prev.names), question, count=1)

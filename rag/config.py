@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rag.errors import ConfigError
 from rag.gate import CALIBRATED_THRESHOLDS
 
 # Context windows of common chat models, in tokens; anything else falls back to the smallest common size.
@@ -51,6 +53,9 @@ class Settings(BaseSettings):
     chunk_size: int = Field(default=300, ge=16, description="tokens (cl100k_base) per chunk")
     chunk_overlap: int = Field(default=40, ge=0)
     pdf_backend: Literal["pypdfium2", "pypdf"] = "pypdfium2"
+    # follow a link found inside a folder being ingested even when it leads out of the paths given (off: such a
+    # link, e.g. passwd.txt -> /etc/passwd, is reported as failed); `rag ingest --follow-symlinks`
+    follow_symlinks: bool = False
     # Embed and index each chunk with its heading path in front ("条款 › 2. 保障 › 2.4责任免除\n…"), so that a
     # body that never repeats its heading's words is still found by them; what is shown stays the text.
     heading_context: bool = True
@@ -108,6 +113,15 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     max_question_chars: int = Field(default=4000, ge=1)
     max_request_bytes: int = Field(default=1024 * 1024, ge=1, description="JSON request bodies")
+    # Slow clients: seconds for the request line and headers (from the connection, or the previous response on a
+    # kept-alive one), and for the whole body after the headers; then a 408 and the connection is closed.
+    server_header_timeout: float = Field(default=10.0, gt=0)
+    server_body_timeout: float = Field(default=60.0, gt=0)
+
+    def secrets(self) -> list[str]:
+        """Every secret in force, for rag.errors.mask_secret."""
+        values = (self.api_key, self.chroma_token, self.server_api_key)
+        return [value.get_secret_value() for value in values if value is not None]
 
     def llm_configured(self) -> bool:
         return self.api_key is not None or self.base_url is not None
@@ -131,3 +145,43 @@ class Settings(BaseSettings):
             "tokenizer": "cl100k_base",
             "heading_context": self.heading_context,
         }
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and .env; a bad value is a ConfigError of one line per variable, naming
+    it and what it accepts (`RAG_TOP_K='abc'`: "an integer >= 1"), never pydantic's traceback."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_describe(error) for error in exc.errors())) from None
+
+
+def _describe(error: Any) -> str:
+    name = str(error["loc"][0]) if error.get("loc") else "?"
+    field = Settings.model_fields.get(name)
+    variable = f"RAG_{name.upper()}"
+    alias = getattr(field, "validation_alias", None) if field else None
+    if isinstance(alias, AliasChoices):
+        variable = " or ".join(str(choice) for choice in alias.choices)
+    value = error.get("input")
+    shown = "secret" if field is not None and "SecretStr" in str(field.annotation) else repr(value)
+    accepts = f"; it accepts {_accepts(field)}" if field is not None else ""
+    return f"bad setting {variable}={shown}: {error.get('msg', 'invalid')}{accepts}"
+
+
+def _accepts(field: Any) -> str:
+    """What a field accepts, in words: its type and bounds, or its choices."""
+    annotation = field.annotation
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(map(str, get_args(annotation)))
+    if get_origin(annotation) in (Union, UnionType):
+        kinds = [kind for kind in get_args(annotation) if kind is not type(None)]
+        annotation = kinds[0] if len(kinds) == 1 else annotation
+    words = {int: "an integer", float: "a number", bool: "true or false", str: "text", Path: "a path"}
+    what = words.get(annotation, str(annotation))
+    bounds = []
+    for rule in field.metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(rule, attr, None) is not None:
+                bounds.append(f"{sign} {getattr(rule, attr)}")
+    return f"{what} {' and '.join(bounds)}".strip()

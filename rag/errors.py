@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Iterable
 
 
 class RagError(Exception):
@@ -26,6 +26,12 @@ class LoadError(RagError):
         self.problem = problem
         self.fix = fix
         super().__init__(f"{path}: {problem}: {fix}")
+
+
+class RequestError(RagError):
+    """A question or option that cannot be answered as given: an empty question, a --source naming no file."""
+
+    exit_code = 2
 
 
 class IndexMissingError(RagError):
@@ -65,6 +71,12 @@ class IndexLockedError(RagError):
     exit_code = 4
 
 
+class StorageError(RagError):
+    """The index's disk is full, or the index is read-only where it must be written (rag/storage.py)."""
+
+    exit_code = 8
+
+
 class ModelError(RagError):
     """The chat or embedding model could not give an answer."""
 
@@ -74,14 +86,32 @@ class ModelError(RagError):
 MASK = "sk-***"
 
 
-def mask_secret(text: str, secret: str | None) -> str:
-    """`text` with every form of `secret` in it replaced by a mask: as it is, in upper or lower case, and
-    JSON-escaped (a server that echoes the key in a JSON error body may write `sk\\u002d...`). Used on every
-    message that a model call (chat or embeddings) can raise, and on --debug tracebacks."""
-    if not secret or len(secret) < 8:
-        return text
-    forms = {secret, secret.upper(), secret.lower(), json.dumps(secret)[1:-1]}
-    forms.add("".join(f"\\u{ord(ch):04x}" if not ch.isalnum() else ch for ch in secret))
-    for form in sorted(forms, key=len, reverse=True):
-        text = re.sub(re.escape(form), MASK, text, flags=re.IGNORECASE)
+def mask_secret(text: str, secret: str | Iterable[str | None] | None) -> str:
+    """`text` with every form of `secret` (or of each of several secrets) replaced by a mask. The one masking
+    function: every model call (chat and embeddings, at ingest and at query time), the HTTP error bodies and
+    the --debug tracebacks go through it.
+
+    A form is the secret with each character as itself in any case, or escaped the ways an error body can
+    carry it: JSON (`sk\\u002d...`, also escaped twice), URL-encoded (`%2D`), `\\/` for a slash. Secrets
+    shorter than 8 characters are left alone: masking them would garble ordinary words."""
+    secrets = [secret] if secret is None or isinstance(secret, str) else list(secret)
+    for value in secrets:
+        if value and len(value) >= 8:
+            text = _secret_pattern(value).sub(MASK, text)
     return text
+
+
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    parts = []
+    for ch in secret:
+        forms = [re.escape(ch), rf"\\{{1,3}}u{ord(ch):04x}", f"%{ord(ch):02x}" if ord(ch) < 0x80 else None]
+        if ch == "/":
+            forms.append(r"\\{1,3}/")
+        parts.append("(?:" + "|".join(form for form in forms if form) + ")")
+    return re.compile("".join(parts), re.IGNORECASE)
+
+
+def brief(exc: BaseException) -> str:
+    """An unexpected exception as a short clause of a message: its type, and its text cut to one line."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__

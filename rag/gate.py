@@ -51,7 +51,7 @@ MODELS: dict[str, dict[str, Any]] = {
     # eight-signal fit refused fewer unanswerable questions at the same 2.2% of answerable ones (17.6% against
     # 29.4% of the customer set, 35.7% against 46.4% of InsQABench's, on the chunks with heading paths), with a
     # negative weight on coverage. Refitted on the Chinese chunks without heading paths (CHUNKER_VERSION 3), and
-    # English with the dense weight of 1.5 for English questions.
+# English with the dense weight of 1.5 for English questions.
     "zh": {
         "intercept": -4.3592,
         "threshold": 0.0843,

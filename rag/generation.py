@@ -45,7 +45,8 @@ def chat(client: openai.OpenAI, request: dict[str, Any], base_url: str | None) -
         return _chat(client, request, base_url)
     except ModelError as exc:
         masked = mask_secret(str(exc), client.api_key)
-        if masked != str(exc):
+        cause = str(exc.__cause__ or "")
+        if masked != str(exc) or mask_secret(cause, client.api_key) != cause:  # the upstream error holds the key
             raise ModelError(masked) from None
         raise
 
@@ -111,9 +112,10 @@ def _empty(where: str) -> ModelError:
 def _masked(client: openai.OpenAI) -> Iterator[None]:
     try:
         yield
-    except ModelError as exc:
+    except ModelError as exc:  # as in `chat`: a key in the message or in the upstream error is never shown
         masked = mask_secret(str(exc), client.api_key)
-        if masked != str(exc):
+        cause = str(exc.__cause__ or "")
+        if masked != str(exc) or mask_secret(cause, client.api_key) != cause:
             raise ModelError(masked) from None
         raise
 

@@ -16,14 +16,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rag.errors import IndexDamagedError
+from rag.errors import IndexDamagedError, StorageError
 
 COLLECTION = "rag_chunks"
 PROBE_SAMPLES = 16
 _DAMAGED_EXIT = 10
 
 
-def damaged(chroma_dir: Path, problem: str) -> IndexDamagedError:
+def damaged(chroma_dir: Path, problem: str) -> IndexDamagedError | StorageError:
+    """Why Chroma cannot read its files: a full disk (Chroma writes while it reads, to apply its log), else
+    damage a killed run left."""
+    from rag.storage import disk_full
+
+    full = disk_full(chroma_dir.parent)
+    if full is not None:
+        return full
     return IndexDamagedError(
         f"the vector index in {chroma_dir} cannot be read ({problem}); a run killed while Chroma was "
         "saving it leaves it so: run `rag ingest` on your documents again, it rebuilds the index from the files "

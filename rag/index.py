@@ -265,12 +265,18 @@ class Index:
 
     def open_store(self, create: bool) -> ChromaStore:
         """The Chroma collection, its fingerprint checked (and, locally, its files readable)."""
+        from rag.storage import is_writable, readable_copy
         from rag.store import ChromaStore
 
-        return ChromaStore.open(self.settings, self.layout.chroma, self.fingerprint(), self.check_fingerprint, create)
+        chroma = self.layout.chroma
+        if not create and not self.settings.chroma_url and chroma.is_dir() and not is_writable(chroma):
+            # Chroma opens its SQLite file for writing even to read: a read-only index is read from a copy.
+            chroma = readable_copy(chroma)
+        return ChromaStore.open(self.settings, chroma, self.fingerprint(), self.check_fingerprint, create)
 
     def open_for_search(self) -> tuple[Manifest, ChromaStore]:
         """The manifest and the store of an index that has something in it, or IndexMissingError."""
+        self.require_folder()
         manifest = self.manifest()
         if self.settings.chroma_url:
             # A shared Chroma server: the collection (its metadata holds the fingerprint) is the truth; this
@@ -293,6 +299,14 @@ class Index:
 
                 check_loadable_in_child(self.layout.chroma)
         return manifest, self.open_store(create=False)
+
+    def require_folder(self) -> None:
+        """IndexMissingError when the index folder does not exist (a mistyped --index is not an empty index)."""
+        if not self.settings.chroma_url and not self.root.is_dir():
+            raise IndexMissingError(
+                f"the index folder {self.root} does not exist: check --index or RAG_INDEX_DIR, "
+                f"or run `rag ingest PATH... --index {self.root}` to create it"
+            )
 
     def saved_lexical(self) -> Path | None:
         """Where ingest persists the lexical index; None for a Chroma server (each reader builds its own)."""

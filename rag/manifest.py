@@ -52,7 +52,8 @@ class Manifest:
             "fingerprint": self.fingerprint,
             "files": {source: vars(entry) for source, entry in sorted(self.files.items())},
         }
-        atomic_write_text(path, json.dumps(payload, ensure_ascii=False, indent=1))
+        # compact: json's C encoder does not indent, and its Python one took 0.2 s a save at 10,000 files
+        atomic_write_text(path, json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
 
     def chunk_ids(self) -> set[str]:
         return {chunk_id for entry in self.files.values() for chunk_id in entry.chunk_ids}

@@ -96,7 +96,9 @@ _TOKEN = re.compile(
 # needs a unit of time or money: "一个", "一种", "一项" are mostly the article "a".
 _UNITS_AFTER_ONE = ("日", "天", "年", "月", "周", "岁", "元", "倍", "个月", "小时")
 _UNITS = (*_UNITS_AFTER_ONE, *"个次项条款章节页份人名家位种类级档期张%")
-_EN_UNITS = re.compile(r"[ \t]+(?i:days?|weeks?|months?|years?|hours?|times|percent|per cent|dollars?|yuan)\b|%")
+_EN_UNITS = re.compile(
+    r"[ \t]+(?i:days?|weeks?|months?|years?|hours?|times|percent|per cent|dollars?|yuan)\b|%"
+)
 # "八成" is 80%, but "三成年人", "一成不变" and "八成立" are not percentages.
 _CHENG = re.compile(r"成(?!年|人|员|为|立|本|功|交|熟|长|果|绩|品|分|都|不变)")
 

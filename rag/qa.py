@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.citing import checked
 from rag.condense import Condensed, as_history, condense
-from rag.errors import ConfigError
+from rag.errors import ConfigError, RequestError
 from rag.gate import GateDecision, decide
 from rag.gate import refusal_text as gate_refusal_text
 from rag.generation import chat, extractive_answer, make_client
@@ -23,7 +23,7 @@ from rag.records import Answer, Audit, Hit, Message, Passage, RetrievalMode
 from rag.synonyms import expand_query
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Collection, Sequence
 
     from rag.config import Settings
     from rag.retrieval import Searcher
@@ -106,9 +106,13 @@ def prepare(
 ) -> Prepared:
     """Everything before the answer is written: condense, retrieve, gate. Errors here (index, model while
     condensing) come before any text is streamed."""
+    if not any(ch.isalnum() for ch in question):
+        raise RequestError(f"the question {question.strip()!r} has no words: ask a question in Chinese or English")
     timings: dict[str, float] = {}
     started = time.perf_counter()
     searcher = searcher or Index(settings).searcher()
+    if source is not None:
+        check_source(source, searcher.manifest.files)
     turns = as_history(history)
     condensed = condense(question, turns, settings, model=model, seed=seed)
     if turns:
@@ -173,6 +177,27 @@ def finish(prepared: Prepared, settings: Settings, answer: Answer, call: ModelCa
     if settings.audit_log is not None:
         append_audit_log(settings.audit_log, answer)
     return answer
+
+
+def check_source(source: str, stored: Collection[str]) -> None:
+    """A RequestError when `source` (--source) names no stored file, listing the stored names closest to it.
+    No check when nothing is listed locally (a shared Chroma server's replica may have no manifest)."""
+    if not stored or source in stored:
+        return
+    import difflib
+
+    by_name: dict[str, list[str]] = {}
+    for name in stored:
+        by_name.setdefault(Path(name).name, []).append(name)
+    same_name = sorted(by_name.get(Path(source).name, []))
+    close = difflib.get_close_matches(source, list(stored), n=5, cutoff=0.5)
+    close += [
+        full for name in difflib.get_close_matches(Path(source).name, list(by_name), n=5, cutoff=0.5)
+        for full in sorted(by_name[name])
+    ]
+    closest = list(dict.fromkeys([*same_name, *close]))[:5]
+    hint = f"the closest: {', '.join(closest)}" if closest else f"{len(stored)} files are stored (`rag status`)"
+    raise RequestError(f"--source {source!r} names no stored file; {hint}")
 
 
 def _retrieve(

@@ -4,7 +4,7 @@ Everything that can fail before the first word (the index, condensing, retrieval
 request) fails when `stream_answer` is called, so a face can still answer with an error status. The model is
 called with `stream: true` and its tokens pass through as they arrive; verification needs the whole text, so
 it runs at the end and its citations and warnings come with the final Answer. A refusal or an extractive
-answer is already whole: it is handed out in pieces of the same shape.
+answer is already whole (and checked): it is handed out in pieces of the same shape.
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ def stream_answer(
     if prepared.decision.refuse or not settings.llm_configured():
         draft = refusal(prepared) if prepared.decision.refuse else extractive(prepared)
         final = finish(prepared, settings, draft if draft.mode == "refused" else checked(draft))
-        return AnswerStream(final.mode, standalone, in_pieces(draft.answer), lambda _text: final)
+        # already whole and checked: the final text is what streams, so the page's re-render changes nothing
+        return AnswerStream(final.mode, standalone, in_pieces(final.answer), lambda _text: final)
     request = model_request(prepared, settings, model, seed, temperature, max_tokens)
     started = time.perf_counter()
     deltas = chat_stream(make_client(settings), request.body | {"stream": True}, settings.base_url)

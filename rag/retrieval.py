@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.errors import ConfigError
 from rag.lexical_sync import LexicalMirror
+from rag.manifest import Manifest
 from rag.records import Hit, RetrievalMode
 from rag.text import has_cjk
 
@@ -62,12 +64,38 @@ class Searcher:
         same questions again); live questions are embedded each time."""
         self.index = index
         self.settings = index.settings
-        self.manifest, self.store = index.open_for_search()
-        self.fingerprint = self.manifest.fingerprint
+        self._manifest, self.store = index.open_for_search()
+        self._manifest_stamp = _stamp(index.layout.manifest)
+        self._current_ids: frozenset[str] | None = None
+        self.fingerprint = self._manifest.fingerprint
         self.lexical = LexicalMirror(
             self.store, self.settings.lexical_refresh_seconds, index.saved_lexical(), self.settings.heading_context
         )
         self._cache_queries = cache_queries
+
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest as it is now on disk: re-read when an ingest (this process's or another's) replaced it."""
+        stamp = _stamp(self.index.layout.manifest)
+        if stamp != self._manifest_stamp and not self.settings.chroma_url:
+            fresh = Manifest.load(self.index.layout.manifest)
+            if fresh is not None:
+                self._manifest, self._manifest_stamp, self._current_ids = fresh, stamp, None
+        return self._manifest
+
+    def current_chunk_ids(self) -> frozenset[str] | None:
+        """The chunk ids of each file's current version, or None when there is no local manifest to go by (a
+        shared Chroma server: each replica's own manifest is not the truth).
+
+        While a file is re-ingested the store holds both versions for a while: the new chunks are stored, then
+        the manifest is replaced, then the old chunks are deleted. Keeping only the manifest's ids makes every
+        answer see one version of each file, the old one before the manifest is replaced, the new one after."""
+        manifest = self.manifest
+        if self.settings.chroma_url or not manifest.files:
+            return None
+        if self._current_ids is None:
+            self._current_ids = frozenset(manifest.chunk_ids())
+        return self._current_ids
 
     def refresh(self) -> None:
         """Catch up with writes to the collection now (after an ingest), instead of at the next periodic check."""
@@ -97,10 +125,15 @@ class Searcher:
             raise ConfigError(f"unknown retrieval mode {mode!r}: use dense, lexical or hybrid")
         wanted = k + FRONT_MATTER_SPARE
         depth = max(wanted, self.settings.candidate_depth) if mode == "hybrid" else wanted
+        current = self.current_chunk_ids()  # one snapshot for both lists
+
+        def is_current(hit: Hit) -> bool:
+            return current is None or hit.chunk.id in current
+
         dense: list[Hit] = []
         if mode != "lexical":
             vector = self.index.embedder.embed_queries([self._dense_query(question)], cached=self._cache_queries)[0]
-            dense = self.store.query(vector, depth, source=source)
+            dense = [hit for hit in self.store.query(vector, depth, source=source) if is_current(hit)]
         if mode == "dense":
             return _front_matter_last(dense, question)[:k]
         ranked = self.lexical.get().search(question, depth, source=source)
@@ -108,7 +141,7 @@ class Searcher:
         lexical = [
             Hit(chunk=chunks[chunk_id], score=score, lexical_rank=rank, lexical_score=score)
             for rank, (chunk_id, score) in enumerate(ranked, start=1)
-            if chunk_id in chunks
+            if chunk_id in chunks and (current is None or chunk_id in current)
         ]
         if mode == "lexical":
             return _front_matter_last(lexical, question)[:k]
@@ -117,6 +150,15 @@ class Searcher:
             dense, lexical, wanted, self.settings.rrf_k, dense_weight, self.settings.rrf_lexical_weight
         )
         return _front_matter_last(fused, question)[:k]
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the manifest is replaced (atomically, so its inode changes too)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
 
 
 # Extra candidates fetched so that front matter moved down still leaves `k` hits of clause text.

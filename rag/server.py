@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag import errors
-from rag.config import Settings
+from rag.config import Settings, load_settings
 from rag.records import Answer
 from rag.server_guard import ApiError, GuardMiddleware, error_body
 from rag.server_openai import add_openai_routes
@@ -46,6 +46,7 @@ STATUS_OF: dict[type[errors.RagError], int] = {
     errors.ConfigError: 400,
     errors.LoadError: 422,
     errors.ModelError: 502,
+    errors.StorageError: 507,
 }
 
 # ----- request and response models -------------------------------------------------------------------
@@ -159,7 +160,7 @@ async def _save_upload(upload: UploadFile, folder: Path, limit: int) -> Path:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The HTTP service over one index. Nothing is opened until the first request that needs it."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
     service = Service(settings)
     app = FastAPI(
         title="rag",
@@ -184,7 +185,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.RagError)
     async def rag_error(request: Request, exc: errors.RagError) -> JSONResponse:
         status = next((STATUS_OF[c] for c in type(exc).__mro__ if c in STATUS_OF), 400)
-        return JSONResponse(error_body(str(exc), type(exc).__name__), status_code=status)
+        # The model calls mask the key already; this is the last gate before a client sees the message.
+        message = errors.mask_secret(str(exc), request.app.state.service.settings.secrets())
+        return JSONResponse(error_body(message, type(exc).__name__), status_code=status)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

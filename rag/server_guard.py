@@ -1,17 +1,21 @@
 """The HTTP server's guard, in front of the FastAPI app: bearer auth (when RAG_SERVER_API_KEY is set),
-request-size limits, and a JSON body `{"error": {"message", "type"}}` for any error the app lets through
-(unexpected ones as a 500 with a generic message; the traceback goes to the server log, never to the client).
+request-size limits, the body's time limit (RAG_SERVER_BODY_TIMEOUT; the headers' is in server_timeouts.py),
+and a JSON body `{"error": {"message", "type"}}` for any error the app lets through (unexpected ones as a 500
+with a generic message; the traceback goes to the server log, never to the client).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
+import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from rag.config import Settings
+from rag.errors import mask_secret
 
 __all__ = ["PUBLIC_PATHS", "PUBLIC_PREFIXES", "ApiError", "GuardMiddleware", "error_body"]
 
@@ -71,14 +75,29 @@ class GuardMiddleware:
             await _send_json(send, 413, error_body(f"request body exceeds {limit} bytes", "request_too_large"))
             return
         received = 0
+        body_done = False
+        timed_out = False
+        timeout = self.settings.server_body_timeout
+        deadline = asyncio.get_running_loop().time() + timeout
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done, timed_out
+            if body_done:  # later calls wait for the disconnect (a streamed answer): no deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
+            except TimeoutError:
+                timed_out = True
+                raise ApiError(
+                    408, f"the request body did not arrive within {timeout:g} s (RAG_SERVER_BODY_TIMEOUT)", "timeout"
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > limit:
                     raise ApiError(413, f"request body exceeds {limit} bytes", "request_too_large")
+            else:
+                body_done = True
             return message
 
         started = False
@@ -87,16 +106,25 @@ class GuardMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                if timed_out:  # the rest of the body may never come: do not wait for it on this connection
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
         except ApiError as exc:
             if not started:
-                await _send_json(send, exc.status, error_body(str(exc), exc.kind))
-        except Exception:
-            logger.exception("unexpected error on %s %s", scope.get("method"), path)
-            if not started:
+                extra = {"connection": "close"} if timed_out else None
+                await _send_json(send, exc.status, error_body(str(exc), exc.kind), extra)
+        except Exception as exc:
+            from rag.storage import storage_problem
+
+            trace = mask_secret("".join(traceback.format_exception(exc)), self.settings.secrets())
+            logger.error("unexpected error on %s %s\n%s", scope.get("method"), path, trace)
+            problem = storage_problem(exc, self.settings.index_dir)  # a full disk, a read-only index: say so
+            if not started and problem is not None:
+                await _send_json(send, 507, error_body(str(problem), "StorageError"))
+            elif not started:
                 await _send_json(send, 500, error_body("internal server error (see the server log)", "server_error"))
 
     def _authorised(self, headers: dict[str, str]) -> bool:

@@ -129,9 +129,10 @@ def rag_extension(answer: Answer) -> dict[str, Any]:
 
 
 def _extension(answer: Answer) -> dict[str, Any]:
-    """The `rag` field and, for clients written before it, the top-level `citations` and `rag_mode`."""
+    """The `rag` field and, for clients written before it, the top-level `citations`, `rag_mode` and `warnings`
+    (e.g. an image or a link the verification removed from the answer)."""
     rag = rag_extension(answer)
-    return {"citations": rag["citations"], "rag_mode": answer.mode, "rag": rag}
+    return {"citations": rag["citations"], "rag_mode": answer.mode, "warnings": rag["warnings"], "rag": rag}
 
 
 def _model_card() -> dict[str, Any]:

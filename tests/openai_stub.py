@@ -84,6 +84,7 @@ class _Behaviour:
     retry_after: float | None = None
     delay: float = 0.0
     token_delay: float = 0.0  # seconds between streamed chunks (``stream: true`` only)
+    raw_body: bytes | None = None  # a failure's body sent as is (not JSON-encoded)
 
 
 def count_tokens(text: str) -> int:
@@ -239,6 +240,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {}
         if behaviour.retry_after is not None:
             headers["retry-after"] = f"{behaviour.retry_after:g}"
+        if behaviour.raw_body is not None:
+            self._send(behaviour.status, behaviour.raw_body, "application/json", headers)
+            return
         self._send_json(behaviour.status, behaviour.body or _error_body(behaviour.status), headers)
 
     def _bad_request(self, message: str) -> None:
@@ -502,14 +506,19 @@ class OpenAIStub:
         retry_after: float | None = None,
         *,
         endpoint: str = "chat",
+        raw_body: bytes | None = None,
     ) -> None:
-        """Queue ``times`` error responses with an OpenAI-style error body (or ``body``).
+        """Queue ``times`` error responses with an OpenAI-style error body (or ``body``, or ``raw_body`` sent
+        byte for byte, e.g. hand-escaped JSON that echoes a key as ``sk\\u002d...``).
 
         ``retry_after`` sets the Retry-After header in seconds; the openai client honours it
         (up to 120 s), so keep it small.
         """
         for _ in range(times):
-            self._push(endpoint, _Behaviour("fail", status=status, body=body, retry_after=retry_after))
+            self._push(
+                endpoint,
+                _Behaviour("fail", status=status, body=body, retry_after=retry_after, raw_body=raw_body),
+            )
 
     def delay(self, seconds: float, content: str | None = None, *, endpoint: str = "chat") -> None:
         """Queue one normal response (``content`` or the default) sent after ``seconds``."""

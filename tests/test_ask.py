@@ -73,7 +73,8 @@ def test_llm_mode_sends_seed_temperature_and_numbered_sources(fake_settings: Set
     system, user = request["messages"]
     assert system["role"] == "system" and "[n]" not in system["content"] and "<source" not in system["content"]
     for passage in answer.passages:
-        assert f'<source id="{passage.n}"' in user["content"] and passage.text in user["content"]
+        assert re.search(f'<source-[0-9a-f]{{12}} id="{passage.n}"', user["content"])
+        assert passage.text in user["content"]
     assert answer.mode == "llm" and answer.seed == 7
     assert [c.n for c in answer.citations] == [2, 1]
     assert [c.chunk_id for c in answer.citations] == [answer.passages[1].chunk_id, answer.passages[0].chunk_id]

@@ -18,3 +18,5 @@ def test_bench_server_small_run_has_no_errors() -> None:
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["errors"] == 0 and result["requests"] == 40 and result["chunks"] > 0
     assert result["p50_ms"] <= result["p95_ms"] <= result["p99_ms"]
+    # each question also streamed once: the first content arrives, and no later than the whole answer
+    assert result["stream_errors"] == 0 and 0 < result["ttft_p50_ms"] <= result["stream_total_p50_ms"]

@@ -113,3 +113,26 @@ def test_interactive_chat_streams_the_model_and_shows_the_checked_answer(
     assert "Sources:\n  [1] " in text and "passages for: 安心e生的等待期多久？" in text
     assert "(new conversation)" in text and "unknown command /nope" in text
     assert stub.chat_requests[-1].json["stream"] is True
+
+
+def test_interactive_chat_never_prints_a_control_sequence_raw(
+    fake_index: Settings, stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.chat_cli import run_interactive
+
+    settings = fake_index.model_copy(update={"base_url": stub.base_url, "max_retries": 0})
+    typed = iter(["免赔额是多少？"])
+
+    def fake_input(prompt: str) -> str:
+        try:
+            return next(typed)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr("builtins.input", fake_input)
+    stub.reply("免赔额为1万元[1]。\n\x1b]0;owned\x07\x1b[2J还有一行[1]。")
+    out = io.StringIO()
+    assert run_interactive(Conversation(settings), out) == 0
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text and "\\x1b]0;owned\\x07\\x1b[2J" in text
+    assert "免赔额为1万元[1]。\n" in text  # an answer keeps its lines

@@ -3,6 +3,7 @@ and `rag.Conversation` over data/ with the fake embedder."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -189,3 +190,20 @@ def test_history_fills_what_the_sources_leave_oldest_turns_dropped_first() -> No
                             history=history)  # fmt: skip
     assert [p.n for p in cramped.passages] == [1, 2] and cramped.history_sent == 0  # sources kept, history gone
     assert replace(cramped, history_dropped=0).history_dropped == 0
+
+
+def test_the_answer_sets_questions_stand_on_their_own_after_any_other() -> None:
+    """Every single question of the customer sets, asked right after the one before it in its file, is left as
+    typed: the rules fill gaps, they do not rewrite complete questions."""
+    import json
+
+    from conftest import REPO
+
+    rewritten = []
+    for name in ("data", "policies_zh", "policies_en", "financebench"):
+        lines = (REPO / "tests" / "data" / "answers" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+        questions = [json.loads(line)["question"] for line in lines if line.strip()]
+        for previous, question in itertools.pairwise(questions):
+            if condense_by_rules(question, _history(previous, "an answer [1].")) != question:
+                rewritten.append((previous, question))
+    assert rewritten == []

@@ -169,7 +169,9 @@ def write_insqabench(folder: Path) -> Path:
         },
         # a question that runs over several lines (as 3 real items do)
         {
-            "input": objective_prompt("甲合同", "第二条 犹豫期为十五日。", "犹豫期多久？\n* 犹豫期：可退保的期间"),
+            "input": objective_prompt(
+                "甲合同", "第二条 犹豫期为十五日。", "犹豫期多久？\n* 犹豫期：可退保的期间"
+            ),
             "output": "十五日",
             "id": 5,
         },
@@ -182,7 +184,9 @@ def write_insqabench(folder: Path) -> Path:
         "丙合同": {"如何理赔？": {"p": "第九条 理赔请提交申请书。", "answer": "[答案]: 提交"}},
     }
     (folder / "clause_objective.json").write_text(json.dumps(objective, ensure_ascii=False), encoding="utf-8")
-    (folder / "clause_subjective.json").write_text(json.dumps(subjective, ensure_ascii=False), encoding="utf-8")
+    (folder / "clause_subjective.json").write_text(
+        json.dumps(subjective, ensure_ascii=False), encoding="utf-8"
+    )
     return folder
 
 

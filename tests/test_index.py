@@ -103,3 +103,18 @@ def test_version_flag() -> None:
 def test_a_secret_is_masked_in_every_form(echoed: str) -> None:
     masked = mask_secret(echoed, "sk-live-ABCdef123456")
     assert "ABCdef123456".lower() not in masked.lower() and "sk-***" in masked
+
+
+@pytest.mark.parametrize(
+    "echoed",
+    [
+        'body {\\"key\\": \\"sk-live-ABCdef/123456\\"}',
+        "sk\\\\u002dlive\\\\u002dABCdef\\\\/123456",
+        "sk%2Dlive%2DABCdef%2F123456",
+        "sk-live-\\u0041BCdef/123456",
+    ],
+)
+def test_a_secret_is_masked_in_escaped_forms_and_among_several(echoed: str) -> None:
+    masked = mask_secret(echoed, [None, "short", "sk-live-ABCdef/123456"])
+    assert "abcdef" not in masked.lower() and "sk-***" in masked
+    assert mask_secret("a short key stays", "short") == "a short key stays"

@@ -114,7 +114,9 @@ def test_rewrite_keeps_the_refusal_gate_on_the_original_question(indexed: Settin
     answer = answer_question(QUESTION, settings, mode="dense")
 
     assert "surrender.txt" in _sources(answer)
-    scores = {Path(p.source).name: c["dense_score"] for p, c in zip(answer.passages, answer.audit.chunks, strict=True)}
+    scores = {
+        Path(p.source).name: c["dense_score"] for p, c in zip(answer.passages, answer.audit.chunks, strict=True)
+    }
     assert scores["surrender.txt"] is None  # its 1.0 measured the rewritten query, not the question
     assert answer.mode == "refused" and answer.audit.refusal["top_dense_score"] < 0.99
     assert len(stub.chat_requests) == 1  # the rewrite only; the model is not asked to answer

