@@ -33,7 +33,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 KEY = "sk-web-test-key"
 EVIL_HOST = "evil.example"
-SOURCE_BLOCK = re.compile(r'<source id="(\d+)" from="[^"]*">\n(.*?)\n</source>', re.S)
+# rag.prompts: each source in a <source-TAG id="n" from="..."> block (TAG fences it per request), then "Question [TAG]:"
+SOURCE_BLOCK = re.compile(r'<source(?:-\w+)? id="(\d+)" from="[^"]*">\n(.*?)\n</source(?:-\w+)?>', re.S)
 SENTENCE = re.compile(r"[^。！？；.!?;\n]+[。！？；.!?;]?")
 WORDS = re.compile(r"[A-Za-z0-9]+|[\u4e00-\u9fff]")
 
@@ -64,7 +65,7 @@ CHROMIUM = chromium_path()  # at collection: one skip line for the module, not o
 
 
 def _question_of(prompt: str) -> str:
-    match = re.search(r"^Question: (.*)$", prompt, re.M)
+    match = re.search(r"^Question(?: \[\w+\])?: (.*)$", prompt, re.M)
     return match.group(1).strip() if match else prompt.strip().splitlines()[-1]
 
 
