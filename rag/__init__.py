@@ -21,7 +21,19 @@ from rag.errors import (
     RagError,
     StoreUnreachableError,
 )
-from rag.records import Answer, Chunk, Citation, Document, FileFailure, Hit, IngestReport, Message, Page, Passage
+from rag.records import (
+    Answer,
+    Chunk,
+    Citation,
+    Document,
+    Edition,
+    FileFailure,
+    Hit,
+    IngestReport,
+    Message,
+    Page,
+    Passage,
+)
 
 __version__ = "0.1.0"
 
@@ -37,6 +49,7 @@ __all__ = [
     "Conversation",
     "DatasetError",
     "Document",
+    "Edition",
     "FileFailure",
     "Hit",
     "IndexDamagedError",
@@ -72,7 +85,8 @@ def ingest(paths: Iterable[str | Path], settings: Settings | None = None, **opti
 def ask(question: str, settings: Settings | None = None, **options: Any) -> Answer:
     """Retrieve passages for `question` and answer from them, with citations. `history=[...]` (Messages or
     {"role", "content"} dicts, oldest first) reads a follow-up with the turns before it; the answer's
-    `condensed_question` is the standalone question that was searched for."""
+    `condensed_question` is the standalone question that was searched for. `as_of` (a date, default today)
+    and `product` choose the editions searched (README, "Editions")."""
     from rag.qa import answer_question
 
     return answer_question(question, settings or Settings(), **options)

@@ -48,6 +48,7 @@ def _citation(passage: Passage, claims: list[str]) -> Citation:
         clause=passage.clause_at(_offset_in(passage.text, claims)),
         chunk_id=passage.chunk_id,
         sources=passage.sources,
+        edition=passage.edition,
     )
 
 

@@ -174,6 +174,10 @@ def ask(
     seed: Annotated[int | None, typer.Option("--seed", help="Sampling seed (default 42).")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature", min=0.0, max=2.0)] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1)] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Use the editions in force on this date, YYYY-MM-DD (default today).")
+    ] = None,
+    product: Annotated[str | None, typer.Option("--product", help="Only search this product's documents.")] = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -192,6 +196,8 @@ def ask(
             seed=seed,
             temperature=temperature,
             max_tokens=max_tokens,
+            as_of=as_of,
+            product=product,
         )
     if as_json:
         _print_json(answer.to_dict())
@@ -207,7 +213,11 @@ def ask(
             clause = f", {citation.clause}" if citation.clause else ""
             also = [other for other in citation.sources if other != citation.source]
             copies = f" (same content: {', '.join(also)})" if also else ""
-            _say(f"  [{citation.n}] {citation.source}, page {citation.page}{clause}{copies}")
+            edition = f" — {citation.edition.label()}" if citation.edition else ""
+            _say(f"  [{citation.n}] {citation.source}, page {citation.page}{clause}{copies}{edition}")
+    editions = (answer.audit.editions or {}) if answer.audit else {}
+    if editions.get("used"):
+        _say(f"\nEdition used (as of {editions['as_of']}): {'; '.join(editions['used'])}")
     if answer.mode == "refused" and answer.passages:
         _say("\nNearest passages:")
         for passage in answer.passages:
@@ -257,6 +267,12 @@ def status(index: IndexOption = None, as_json: JsonOption = False, debug: DebugO
         f"index {data['index']}: {data['documents']} documents ({data['files']} files), {data['chunks']} chunks; "
         f"embedder {data['embedder']}; settings {json.dumps(data['settings'], ensure_ascii=False)}"
     )
+    for product, editions in data.get("products", {}).items():
+        _say(f"product {product}:")
+        for edition in editions:
+            dates = " to ".join(d for d in (edition["effective_from"], edition["effective_to"]) if d) or "(no dates)"
+            code = edition["edition"] or "(no edition code)"
+            _say(f"  {code}  {dates}  {', '.join(edition['sources'])}")
 
 
 eval_app = typer.Typer(help="Measure retrieval on an evaluation set.", no_args_is_help=True)

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     chat_model: str = "gpt-4o-mini"
     api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("RAG_API_KEY", "OPENAI_API_KEY"))
     base_url: str | None = Field(default=None, validation_alias=AliasChoices("RAG_BASE_URL", "OPENAI_BASE_URL"))
+    # The `openai:` embedder's server, when it is not the chat model's (say, a local embedding server beside a
+    # hosted chat model). Unset: the chat settings above. The chat key is sent only to the chat server: with
+    # RAG_EMBED_BASE_URL set, the embedding server gets RAG_EMBED_API_KEY or no key at all.
+    embed_base_url: str | None = None
+    embed_api_key: SecretStr | None = None
     seed: int = 42
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(default=512, ge=1)
@@ -125,6 +130,12 @@ class Settings(BaseSettings):
 
     def llm_configured(self) -> bool:
         return self.api_key is not None or self.base_url is not None
+
+    def embedding_endpoint(self) -> tuple[str | None, SecretStr | None]:
+        """The base URL and key of the `openai:` embedder's server: its own settings, else the chat model's."""
+        if self.embed_base_url is None:
+            return self.base_url, self.embed_api_key or self.api_key
+        return self.embed_base_url, self.embed_api_key
 
     def effective_context_window(self) -> int:
         if self.context_window is not None:

@@ -62,6 +62,8 @@ def discover(paths: Iterable[str | Path], follow_symlinks: bool = False) -> tupl
     problems: list[LoadError] = []
 
     def add(path: Path, explicit: bool) -> None:
+        if path.name.endswith(".meta.json") and not explicit:  # an edition sidecar (rag/editions.py), not a document
+            return
         problem = _problem(path, explicit, roots, follow_symlinks)
         if problem is not None:
             problems.append(problem)

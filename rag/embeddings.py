@@ -70,7 +70,7 @@ class OpenAIEmbedder:
         from rag.generation import make_client
 
         self.model = model
-        self._client = make_client(settings)
+        self._client = make_client(settings, embeddings=True)
         self._dim: int | None = None
 
     @property

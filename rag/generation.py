@@ -19,13 +19,16 @@ if TYPE_CHECKING:
     from rag.config import Settings
 
 
-def make_client(settings: Settings) -> openai.OpenAI:
+def make_client(settings: Settings, *, embeddings: bool = False) -> openai.OpenAI:
+    """The client of the chat model's server, or with `embeddings` of the embedding server (which may be another
+    one: Settings.embedding_endpoint)."""
     import openai
 
-    api_key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
+    base_url, key = settings.embedding_endpoint() if embeddings else (settings.base_url, settings.api_key)
+    api_key = key.get_secret_value() if key else "not-needed"
     return openai.OpenAI(
         api_key=api_key,
-        base_url=settings.base_url,
+        base_url=base_url,
         timeout=settings.request_timeout,
         max_retries=settings.max_retries,
     )

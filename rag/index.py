@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.errors import IndexMismatchError, IndexMissingError
-from rag.manifest import Manifest
+from rag.manifest import FileEntry, Manifest
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 
 # The version of the loaders and the chunker. Bump it whenever a change gives other chunks for the same
 # file: an index built before then asks for a re-ingest instead of mixing old chunks with new ones.
-CHUNKER_VERSION = 3
+# 4: chunks carry their document's edition (product, edition, effective dates: rag/editions.py).
+CHUNKER_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,25 @@ def check_fingerprint(stored: dict[str, Any], wanted: dict[str, Any], index_dir:
             f"({'; '.join(differences)}). Rebuild it: delete {index_dir} (or pass --index NEWDIR) and run "
             "`rag ingest` again, or use the original settings"
         )
+
+
+def products_of(files: dict[str, FileEntry]) -> dict[str, list[dict[str, Any]]]:
+    """Each product's editions, as the manifest records them: {product: [{edition, effective_from, effective_to,
+    sources}]}, oldest first; documents with an edition but no product name are under "(no product name)"."""
+    grouped: dict[str, dict[tuple[str, str, str], list[str]]] = {}
+    for source, entry in sorted(files.items()):
+        if not entry.edition:
+            continue
+        fields = entry.edition
+        key = (fields.get("effective_from", ""), fields.get("edition", ""), fields.get("effective_to", ""))
+        grouped.setdefault(fields.get("product") or "(no product name)", {}).setdefault(key, []).append(source)
+    return {
+        product: [
+            {"edition": e or None, "effective_from": f or None, "effective_to": t or None, "sources": sources}
+            for (f, e, t), sources in sorted(editions.items())
+        ]
+        for product, editions in sorted(grouped.items())
+    }
 
 
 class CachedEmbedder:
@@ -337,6 +357,7 @@ class Index:
             "settings": manifest.fingerprint if manifest else {},
             "answer_mode": "llm" if self.settings.llm_configured() else "extractive",
             "loaded": self._searcher is not None,  # a long-lived process (the server) has it open
+            "products": products_of(manifest.files) if manifest else {},
         }
         if self._searcher is not None:
             status["collection_chunks"] = self._searcher.store.count()

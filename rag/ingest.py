@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,10 +22,11 @@ from rag.batch_writer import STORE_BATCH as STORE_BATCH
 from rag.batch_writer import BatchWriter, FileFailed
 from rag.chunking import split_pages
 from rag.discovery import SUPPORTED_SUFFIXES, SourceFile, discover, escape_undecodable, source_path
+from rag.editions import content_digest, edition_dict, read_document_edition
 from rag.errors import ConfigError, IndexDamagedError, LoadError, brief
 from rag.loaders import file_sha256, read_source, read_whole, unreadable
 from rag.manifest import FileEntry, Manifest, atomic_write_text
-from rag.records import FileFailure, IngestReport
+from rag.records import Edition, FileFailure, IngestReport
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -189,7 +190,8 @@ def _plan(found: Found, index: Index, prune: bool) -> _Plan:
                 _failure(file.source, exc if isinstance(exc, LoadError) else unreadable(file.path, exc))
             )
             continue
-        if entry is not None and entry.sha256 == digest:
+        # a sidecar's edits count as changes (rag/editions.py); `digest` stays the file's own, which its read checks
+        if entry is not None and entry.sha256 == content_digest(file.path, digest):
             report.unchanged += 1
             continue
         pending.append((file, digest, stat.st_size, stat.st_mtime_ns))
@@ -247,13 +249,13 @@ def _store_files(plan: _Plan, index: Index, store: ChromaStore, progress: Progre
             if progress:
                 progress("file", file.source, stored, len(plan.pending))
             try:
-                ids, digest = _add_file(writer, file, planned, index.settings)
+                ids, digest, edition = _add_file(writer, file, planned, index.settings)
             except FileFailed as failed:
                 report.failed.append(_failure(file.source, failed.error))
                 continue
             finally:
                 save()  # the files of the batches stored meanwhile
-            entry = FileEntry(sha256=digest, size=size, mtime_ns=mtime_ns, chunk_ids=ids)
+            entry = FileEntry(sha256=digest, size=size, mtime_ns=mtime_ns, chunk_ids=ids, edition=edition_dict(edition))
             writer.when_stored(functools.partial(commit, file.source, entry))
             save()
         writer.finish()
@@ -266,17 +268,24 @@ def _store_files(plan: _Plan, index: Index, store: ChromaStore, progress: Progre
     report.embedded = writer.embedded
 
 
-def _add_file(writer: BatchWriter, file: SourceFile, planned: str, settings: Settings) -> tuple[list[str], str]:
-    """Queue one file's chunks: their ids, and the hash of the bytes they were read from."""
+def _add_file(
+    writer: BatchWriter, file: SourceFile, planned: str, settings: Settings
+) -> tuple[list[str], str, Edition | None]:
+    """Queue one file's chunks: their ids, the hash they derive from (of the bytes they were read from, and of
+    the file's edition sidecar if any), and the file's edition (rag/editions.py), which each chunk carries."""
     try:
-        digest, pages = read_source(file, planned, settings.pdf_backend)
+        raw, pages = read_source(file, planned, settings.pdf_backend)
+        digest = content_digest(file.path, raw)
+        edition, pages = read_document_edition(file.path, pages)
     except LoadError as exc:
         raise FileFailed(str(exc)) from exc
     except Exception as exc:  # an unexpected failure in one file never loses the others
         logger.debug("reading %s failed", file.source, exc_info=True)
         raise FileFailed(f"{file.source}: could not be read ({brief(exc)}): check or re-export the file") from exc
     chunks = split_pages(pages, digest, settings.chunk_size, settings.chunk_overlap)
-    return writer.add_file(file.source, chunks), digest
+    if edition is not None:
+        chunks = (replace(chunk, edition=edition) for chunk in chunks)
+    return writer.add_file(file.source, chunks), digest, edition
 
 
 def set_aside_store(index: Index, manifest: Manifest) -> None:

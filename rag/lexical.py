@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -288,9 +288,18 @@ class LexicalIndex:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def search(self, query: str, k: int, source: str | None = None, *, expand: bool = True) -> list[tuple[str, float]]:
+    def search(
+        self,
+        query: str,
+        k: int,
+        source: str | None = None,
+        *,
+        expand: bool = True,
+        allows: Callable[[str], bool] | None = None,
+    ) -> list[tuple[str, float]]:
         """The `k` best chunks for `query` as (id, score), best first; only chunks with a positive score,
-        and only those whose source equals `source` when it is given. Equal scores keep index order.
+        only those whose source equals `source` when it is given, and only those of the sources that `allows`
+        (an edition scope, rag/edition_scope.py) when it is given. Equal scores keep index order.
         `expand`: also search the document words of the customer words in `query` (`expand_query`), each
         term the query does not hold already counting `EXPANSION_WEIGHT` of a query term."""
         import numpy as np
@@ -317,6 +326,10 @@ class LexicalIndex:
             if code == len(self._source_names) or self._source_names[code] != source:
                 return []
             scores[self._source_code != code] = 0
+        if allows is not None:
+            barred = [code for code, name in enumerate(self._source_names) if not allows(name)]
+            if barred:
+                scores[np.isin(self._source_code, barred)] = 0
         top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
         top = top[scores[top] > 0]
         top = top[np.lexsort((top, -scores[top]))]

@@ -22,6 +22,7 @@ class FileEntry:
     size: int
     mtime_ns: int
     chunk_ids: list[str]
+    edition: dict[str, str] | None = None  # product, edition, effective_from, effective_to, origin (rag/editions.py)
 
 
 @dataclass

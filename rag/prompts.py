@@ -85,6 +85,8 @@ def format_sources(passages: Sequence[Passage], tag: str) -> str:
         where = f"{passage.source}, page {passage.page}"
         if passage.clause:
             where += f", {passage.clause}"
+        if passage.edition is not None:  # so the model can say which edition it answers from
+            where += f"; edition: {passage.edition.label()}"
         where = neutralise(where).replace('"', "'").replace("\n", " ")
         blocks.append(f'<source-{tag} id="{passage.n}" from="{where}">\n{neutralise(passage.text)}\n</source-{tag}>')
     return "\n\n".join(blocks)

@@ -7,12 +7,13 @@ import json
 import os
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.citing import checked
 from rag.condense import Condensed, as_history, condense
+from rag.editions import as_of_date
 from rag.errors import ConfigError, RequestError
 from rag.gate import GateDecision, decide
 from rag.gate import refusal_text as gate_refusal_text
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
 
     from rag.config import Settings
+    from rag.edition_scope import EditionScope
     from rag.retrieval import Searcher
 
 
@@ -42,6 +44,8 @@ def answer_question(
     seed: int | None = None,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    as_of: str | date | None = None,
+    product: str | None = None,
 ) -> Answer:
     """Condense a follow-up with its `history`, retrieve, then refuse (evidence too weak), answer extractively
     (no model configured) or ask the model; check the draft's citations, quotes and numbers; attach the audit
@@ -49,7 +53,10 @@ def answer_question(
 
     With RAG_QUERY_REWRITE or RAG_LLM_RERANK on and a model configured, retrieval goes through
     `rag.query_llm.search`; the rewritten queries only drive retrieval, and the refusal gate and the answer
-    still use the (condensed) question."""
+    still use the (condensed) question.
+
+    Only the editions in force on `as_of` (today when None) are searched, and only `product`'s documents when
+    it is given (rag/edition_scope.py); documents that state no edition are always searched."""
     prepared = prepare(
         question,
         settings,
@@ -60,6 +67,8 @@ def answer_question(
         source=source,
         model=model,
         seed=seed,
+        as_of=as_of,
+        product=product,
     )
     if prepared.decision.refuse:
         return finish(prepared, settings, refusal(prepared))
@@ -87,6 +96,7 @@ class Prepared:
     top_k: int
     source: str | None
     optimisation: dict[str, Any] | None
+    scope: EditionScope | None
     searcher: Searcher
     started: float
     timings: dict[str, float]  # filled in as the stages run; frozen record, growing log
@@ -103,6 +113,8 @@ def prepare(
     source: str | None = None,
     model: str | None = None,
     seed: int | None = None,
+    as_of: str | date | None = None,
+    product: str | None = None,
 ) -> Prepared:
     """Everything before the answer is written: condense, retrieve, gate. Errors here (index, model while
     condensing) come before any text is streamed."""
@@ -119,7 +131,10 @@ def prepare(
         timings["condense_s"] = round(time.perf_counter() - started, 6)
     k = top_k or settings.top_k
     retrieval_mode = mode or settings.retrieval_mode
-    hits, optimisation = _retrieve(condensed.standalone, settings, searcher, k, retrieval_mode, source, model)
+    scope = searcher.edition_scope(as_of_date(as_of), product)
+    hits, optimisation = _retrieve(
+        condensed.standalone, settings, searcher, k, retrieval_mode, source, model, scope
+    )
     timings["retrieve_s"] = round(time.perf_counter() - started, 6)
     passages = to_passages(hits, searcher.manifest.sources_of)
     decision = gate(condensed.standalone, hits, settings, searcher)
@@ -134,6 +149,7 @@ def prepare(
         k,
         source,
         optimisation,
+        scope,
         searcher,
         started,
         timings,
@@ -167,6 +183,7 @@ def finish(prepared: Prepared, settings: Settings, answer: Answer, call: ModelCa
         tokens=call.tokens if call else {},
         packing=call.packing if call else None,
         query_optimisation=prepared.optimisation,
+        editions=_editions_audit(prepared.scope, answer),
         condense=prepared.condensed.to_audit() if prepared.history else None,
         timings=dict(prepared.timings),
         model=answer.model,
@@ -208,13 +225,24 @@ def _retrieve(
     mode: RetrievalMode,
     source: str | None,
     model: str | None,
+    scope: EditionScope | None = None,
 ) -> tuple[list[Hit], dict[str, Any] | None]:
     """The hits for `question`, through the optional LLM rewrite and rerank when a model is configured."""
     if (settings.query_rewrite or settings.llm_rerank) and settings.llm_configured():
         from rag import query_llm  # rewritten queries only drive retrieval: gate and answer keep `question`
 
-        return query_llm.search(question, settings, searcher, k, mode, source, model=model)
-    return searcher.search(question, k, mode, source), None
+        return query_llm.search(question, settings, searcher, k, mode, source, model=model, scope=scope)
+    return searcher.search(question, k, mode, source, scope=scope), None
+
+
+def _editions_audit(scope: EditionScope | None, answer: Answer) -> dict[str, Any] | None:
+    """The date and product asked about, the editions searched and set aside, and the editions the answer's
+    citations (or, without citations, its passages) come from."""
+    if scope is None:
+        return None
+    cited = [c.edition for c in answer.citations] or [p.edition for p in answer.passages]
+    used = list(dict.fromkeys(edition.label() for edition in cited if edition is not None))
+    return {**scope.to_dict(), "used": used}
 
 
 def _scores_of(passage: Passage, hit: Hit) -> dict[str, Any]:
@@ -359,6 +387,7 @@ def to_passages(hits: list[Hit], sources_of: Callable[[str], list[str]] | None =
             heading_path=hit.chunk.heading_path,
             clause_spans=hit.chunk.clause_spans,
             kind=hit.chunk.kind,
+            edition=hit.chunk.edition,
             dense_rank=hit.dense_rank,
             lexical_rank=hit.lexical_rank,
         )

@@ -19,6 +19,8 @@ from rag.qa import extractive, finish, model_request, prepare, refusal
 from rag.records import Answer, AnswerMode, Message, RetrievalMode
 
 if TYPE_CHECKING:
+    from datetime import date
+
     from rag.config import Settings
     from rag.retrieval import Searcher
 
@@ -79,6 +81,8 @@ def stream_answer(
     seed: int | None = None,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    as_of: str | date | None = None,
+    product: str | None = None,
 ) -> AnswerStream:
     """`rag.qa.answer_question`, streamed (same arguments, same Answer at the end)."""
     prepared = prepare(
@@ -91,6 +95,8 @@ def stream_answer(
         source=source,
         model=model,
         seed=seed,
+        as_of=as_of,
+        product=product,
     )
     standalone = prepared.condensed.standalone
     if prepared.decision.refuse or not settings.llm_configured():

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import openai
 
     from rag.config import Settings
+    from rag.edition_scope import EditionScope
     from rag.records import Hit, RetrievalMode
     from rag.retrieval import Searcher
 
@@ -76,6 +77,7 @@ def search(
     source: str | None = None,
     *,
     model: str | None = None,
+    scope: EditionScope | None = None,
 ) -> tuple[list[Hit], dict[str, Any]]:
     """The top `k` hits for `question` with the optional rewrite and rerank applied, and their audit record
     (`{"rewrite": {...}, "rerank": {...}}`, each step present when it is on). Every query retrieves a pool of
@@ -84,12 +86,12 @@ def search(
     client = make_client(settings)
     chosen_model = model or settings.chat_model
     pool = max(k, settings.rerank_depth)
-    original = searcher.search(question, pool, mode, source)
+    original = searcher.search(question, pool, mode, source, scope=scope)
     hits = original
     audit: dict[str, Any] = {}
     if settings.query_rewrite:
         queries, audit["rewrite"] = rewrite(question, client, settings, chosen_model)
-        lists = [original, *(searcher.search(query, pool, mode, source) for query in queries)]
+        lists = [original, *(searcher.search(query, pool, mode, source, scope=scope) for query in queries)]
         hits = scored_by_original(fuse_ranked_lists(lists, pool, settings.rrf_k), original)
     if settings.llm_rerank and len(hits) < 2:
         audit["rerank"] = {"skipped": f"{len(hits)} hit(s): nothing to rank"}

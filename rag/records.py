@@ -36,6 +36,33 @@ def _mostly_chinese(text: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Edition:
+    """Which version of a product's document a file is: read from the document (rag/editions.py), its sidecar
+    `<file>.meta.json` or its Markdown front matter. Dates are ISO `YYYY-MM-DD`; `effective_to` is the last
+    day in force. Any field may be unknown."""
+
+    product: str | None = None
+    edition: str | None = None
+    effective_from: str | None = None
+    effective_to: str | None = None
+    origin: str = "text"  # where the fields came from: "text", "front matter", "sidecar" (joined by "+")
+
+    def is_empty(self) -> bool:
+        return not (self.product or self.edition or self.effective_from or self.effective_to)
+
+    def label(self) -> str:
+        """How citations name it: "安心医疗保险 2023版, in force from 2023-01-01"."""
+        name = " ".join(part for part in (self.product, self.edition) if part) or "(unnamed edition)"
+        if self.effective_from and self.effective_to:
+            return f"{name}, in force {self.effective_from} to {self.effective_to}"
+        if self.effective_from:
+            return f"{name}, in force from {self.effective_from}"
+        if self.effective_to:
+            return f"{name}, in force until {self.effective_to}"
+        return name
+
+
+@dataclass(frozen=True)
 class Page:
     """The cleaned text of one page (a text file is one page)."""
 
@@ -70,6 +97,7 @@ class Chunk:
     # each sentence keeps its own clause, so that a citation names the clause of the sentence it cites.
     clause_spans: tuple[tuple[int, str], ...] = ()
     kind: ChunkKind = "clause"
+    edition: Edition | None = None  # the document's product, edition and dates, when known
 
     @property
     def page(self) -> int:
@@ -120,6 +148,7 @@ class Passage:
     heading_path: tuple[str, ...] = ()
     clause_spans: tuple[tuple[int, str], ...] = ()
     kind: ChunkKind = "clause"
+    edition: Edition | None = None
 
     def clause_at(self, offset: int) -> str | None:
         return clause_at(self.clause_spans, offset, self.clause)
@@ -133,6 +162,7 @@ class Citation:
     clause: str | None
     chunk_id: str
     sources: tuple[str, ...] = ()
+    edition: Edition | None = None  # which edition of the product the cited passage belongs to
 
 
 @dataclass(frozen=True)
@@ -181,6 +211,8 @@ class Audit:
     tokens: dict[str, Any] = field(default_factory=dict)
     packing: dict[str, Any] | None = None
     query_optimisation: dict[str, Any] | None = None
+    # the date and product asked about, the editions in force that were searched and those set aside
+    editions: dict[str, Any] | None = None
     # How a follow-up became a standalone question: method, history turns, and the model request with its hash.
     condense: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -191,7 +223,7 @@ class Audit:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["chunks"] = list(self.chunks)
-        for optional in ("packing", "query_optimisation", "condense"):
+        for optional in ("packing", "query_optimisation", "editions", "condense"):
             if data[optional] is None:
                 data.pop(optional)
         return data

@@ -8,6 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rag.edition_scope import EditionCatalog, EditionScope, scope_for
+from rag.editions import today
 from rag.errors import ConfigError
 from rag.lexical_sync import LexicalMirror
 from rag.manifest import Manifest
@@ -72,6 +74,23 @@ class Searcher:
             self.store, self.settings.lexical_refresh_seconds, index.saved_lexical(), self.settings.heading_context
         )
         self._cache_queries = cache_queries
+        self._editions = EditionCatalog()
+
+    def edition_scope(self, as_of: str | None = None, product: str | None = None) -> EditionScope | None:
+        """The documents in force on `as_of` (ISO date; today when None), of `product` when given; None when
+        nothing is set aside (no document states an edition and no product is asked for)."""
+        self.lexical.get()  # checks the collection's version (at most every RAG_LEXICAL_REFRESH_SECONDS)
+        catalog = self._editions.get(self.store, self.lexical.version)
+        if not catalog and product is None:
+            return None
+        scope = scope_for(catalog, as_of or today(), product)
+        if scope.only is not None and not scope.only:
+            known = sorted({edition.product for edition in catalog.values() if edition.product})
+            raise ConfigError(
+                f"no indexed document is of product {product!r}; the products are: {', '.join(known) or 'none'} "
+                "(`rag status` lists them; a sidecar <file>.meta.json can name a document's product)"
+            )
+        return scope
 
     @property
     def manifest(self) -> Manifest:
@@ -118,9 +137,18 @@ class Searcher:
         extra = expand_query(question)
         return f"{question} {' '.join(extra)}" if extra else question
 
-    def search(self, question: str, k: int, mode: RetrievalMode = "dense", source: str | None = None) -> list[Hit]:
-        """The `k` best chunks for `question`. Front matter (a contents page, a reading guide) ranks below
-        clause text unless the question asks for the contents: it points to the answer without holding it."""
+    def search(
+        self,
+        question: str,
+        k: int,
+        mode: RetrievalMode = "dense",
+        source: str | None = None,
+        scope: EditionScope | None = None,
+    ) -> list[Hit]:
+        """The `k` best chunks for `question`, within the edition `scope` when given (both lists are filtered
+        before they are cut to depth, so `k` is filled from the documents in scope). Front matter (a contents
+        page, a reading guide) ranks below clause text unless the question asks for the contents: it points to
+        the answer without holding it."""
         if mode not in ("dense", "lexical", "hybrid"):
             raise ConfigError(f"unknown retrieval mode {mode!r}: use dense, lexical or hybrid")
         wanted = k + FRONT_MATTER_SPARE
@@ -133,10 +161,12 @@ class Searcher:
         dense: list[Hit] = []
         if mode != "lexical":
             vector = self.index.embedder.embed_queries([self._dense_query(question)], cached=self._cache_queries)[0]
-            dense = [hit for hit in self.store.query(vector, depth, source=source) if is_current(hit)]
+            where = scope.chroma_where(source) if scope is not None else None
+            dense = [hit for hit in self.store.query(vector, depth, source=source, where=where) if is_current(hit)]
         if mode == "dense":
             return _front_matter_last(dense, question)[:k]
-        ranked = self.lexical.get().search(question, depth, source=source)
+        allows = scope.allows if scope is not None else None
+        ranked = self.lexical.get().search(question, depth, source=source, allows=allows)
         chunks = {chunk.id: chunk for chunk in self.store.get_chunks([chunk_id for chunk_id, _ in ranked])}
         lexical = [
             Hit(chunk=chunks[chunk_id], score=score, lexical_rank=rank, lexical_score=score)

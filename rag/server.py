@@ -67,6 +67,10 @@ class AskRequest(BaseModel):
     mode: Literal["dense", "lexical", "hybrid"] | None = Field(default=None, description="Retrieval mode.")
     source: str | None = Field(default=None, description="Only search this file (as stored).")
     seed: int | None = Field(default=None, description="Sampling seed (default RAG_SEED).")
+    as_of: str | None = Field(
+        default=None, description="Use the editions in force on this date, YYYY-MM-DD (default today)."
+    )
+    product: str | None = Field(default=None, description="Only search this product's documents.")
     history: list[HistoryMessage] = Field(
         default_factory=list,
         description="Earlier turns, oldest first: a follow-up is read against them. The server keeps no state.",
@@ -233,6 +237,8 @@ def _add_service_routes(app: FastAPI, service: Service) -> None:
             mode=request.mode,
             source=request.source,
             seed=request.seed,
+            as_of=request.as_of,
+            product=request.product,
         )
         return answer.to_dict()
 

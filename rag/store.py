@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from rag.edition_scope import edition_from_metadata, edition_metadata
 from rag.errors import ConfigError, IndexMissingError, StoreUnreachableError
 from rag.health import COLLECTION, check_readable
-from rag.records import Chunk, Hit
+from rag.records import Chunk, Edition, Hit
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -148,14 +149,27 @@ class ChromaStore:
                 yield _chunk_from(chunk_id, document, metadata)
             offset += len(ids)
 
-    def query(self, vector: np.ndarray, k: int, source: str | None = None) -> list[Hit]:
+    def editions(self) -> dict[str, Edition]:
+        """The edition of each stored document that has one, by source, from its first chunk."""
+        result = self._collection.get(where={"index": 0}, include=["metadatas"])
+        editions: dict[str, Edition] = {}
+        for metadata in result["metadatas"] or []:
+            edition = edition_from_metadata(metadata or {})
+            if edition is not None:
+                editions[str((metadata or {}).get("source", ""))] = edition
+        return editions
+
+    def query(
+        self, vector: np.ndarray, k: int, source: str | None = None, where: dict[str, Any] | None = None
+    ) -> list[Hit]:
+        """The `k` nearest chunks; only those of `source`, or those matching `where` (which then says it all)."""
         total = self.count()
         if total == 0:
             return []
         result = self._collection.query(
             query_embeddings=np.asarray([vector], dtype=np.float32),
             n_results=min(k, total),
-            where={"source": source} if source else None,
+            where=where if where is not None else ({"source": source} if source else None),
             include=["documents", "metadatas", "distances"],
         )
         hits = []
@@ -237,6 +251,7 @@ def _chunk_metadata(chunk: Chunk) -> dict[str, Any]:
         metadata["clause_spans"] = json.dumps(chunk.clause_spans, ensure_ascii=False)
     if chunk.kind != "clause":
         metadata["kind"] = chunk.kind
+    metadata.update(edition_metadata(chunk.edition))
     return metadata
 
 
@@ -256,4 +271,5 @@ def _chunk_from(chunk_id: str, document: str | None, metadata: Any) -> Chunk:
             (int(start), str(label)) for start, label in json.loads(metadata.get("clause_spans") or "[]")
         ),
         kind=metadata.get("kind", "clause"),
+        edition=edition_from_metadata(metadata),
     )

@@ -21,7 +21,8 @@ SHARED_EVAL = REPO.parent / "shared" / "eval"
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 # Settings read the environment and .env: tests must not pick up a developer's real model or key.
-for _name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RAG_API_KEY", "RAG_BASE_URL", "RAG_INDEX_DIR", "RAG_EMBEDDER"):
+for _name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RAG_API_KEY", "RAG_BASE_URL", "RAG_INDEX_DIR", "RAG_EMBEDDER",
+              "RAG_EMBED_BASE_URL", "RAG_EMBED_API_KEY"):
     os.environ.pop(_name, None)
 
 
