@@ -360,7 +360,9 @@ def test_upload_shows_each_file_success_or_error(tab: Any, site: Site, tmp_path:
     page.locator("#upload-panel").wait_for()
     documents = int(page.locator("#status dd[data-field=documents]").inner_text())
     good = tmp_path / "宠物医疗附加险.md"
-    good.write_text("# 宠物医疗附加险\n\n## 保障范围\n\n本附加险承担宠物意外受伤的门诊费用，每次最高500元。\n", "utf8")
+    front = "---\nproduct: 宠物医疗附加险\nedition: 2024版\neffective_from: 2024-01-01\n---\n"
+    body = "# 宠物医疗附加险\n\n## 保障范围\n\n本附加险承担宠物意外受伤的门诊费用，最高500元。\n"
+    good.write_text(front + body, "utf8")
     broken = tmp_path / "scan.pdf"
     broken.write_bytes(b"%PDF-1.4\nnot really a pdf\n")
     exe = tmp_path / "setup.exe"
@@ -383,6 +385,8 @@ def test_upload_shows_each_file_success_or_error(tab: Any, site: Site, tmp_path:
     assert "unsupported type" in states["setup.exe"].locator(".upload-note").inner_text()
     count = "Number(document.querySelector('#status dd[data-field=documents]').textContent)"
     wait_until(page, f"{count} === {documents + 1}")
+    editions = page.locator("#status dd[data-field=editions]").inner_text()  # the status panel lists editions
+    assert "宠物医疗附加险 2024版 · 2024-01-01" in editions
 
 
 def test_planted_markdown_image_never_loads(tab: Any, site: Site) -> None:

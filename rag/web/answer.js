@@ -157,6 +157,8 @@ function chip(item, text, claim) {
   const button = element("button", "chip", text);
   button.type = "button";
   button.title = label(item); // the whole label, where a narrow screen cuts the chip short
+  const edition = item.edition && [item.edition.product, item.edition.edition].filter(Boolean).join(" ");
+  if (edition) button.title += ` · ${edition}`;
   button.dataset.chunk = item.chunk_id;
   button.dataset.n = String(item.n);
   button.addEventListener("click", () => openPassage(item, claim));

@@ -76,15 +76,29 @@ function renderStatus() {
     ["embedder", status.embedder],
     ["answerMode", status.answer_mode === "llm" ? t("modeLlm") : t("modeExtractive")],
   ];
-  if (status.editions !== undefined) {
-    const editions = Array.isArray(status.editions) ? status.editions.length : status.editions;
-    rows.push(["editions", typeof editions === "object" ? JSON.stringify(editions) : editions]);
-  }
   for (const [key, value] of rows) {
     const detail = element("dd", null, String(value));
     detail.dataset.field = key;
     list.append(element("dt", null, t(key)), detail);
   }
+  const products = Object.entries(status.products || {});
+  if (products.length) {
+    const detail = element("dd");
+    detail.dataset.field = "editions";
+    const items = element("ul", "editions");
+    for (const [product, editions] of products) {
+      for (const edition of editions) items.append(element("li", null, editionText(product, edition)));
+    }
+    detail.append(items);
+    list.append(element("dt", null, t("editions")), detail);
+  }
+}
+
+// "安心e生 2023版 · 2023-01-01 – 2023-12-31": the product's editions, as the index records them
+function editionText(product, edition) {
+  const name = [product, edition.edition].filter(Boolean).join(" ");
+  if (!edition.effective_from && !edition.effective_to) return name;
+  return `${name} · ${edition.effective_from || "…"} – ${edition.effective_to || "…"}`;
 }
 
 // ----- asking, streamed, with the conversation so far -----
