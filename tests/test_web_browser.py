@@ -152,6 +152,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             "OPENAI_BASE_URL": stub.base_url,
             "OPENAI_API_KEY": "sk-stub",
             "RAG_CHAT_MODEL": "stub-chat",
+            "RAG_MAX_RETRIES": "0",  # a scripted model failure is one request
             # the fake embedder's gate scores: answerable questions here 0.01-1.0, the unanswerable one 2e-10
             "RAG_REFUSAL_MIN_SCORE": "0.001",
         }
@@ -336,6 +337,16 @@ def test_verification_warnings_are_shown_beside_the_answer(tab: Any, site: Site)
     turn = page_tab.ask("犹豫期和体检有什么规定？")
     warnings = turn.locator(".warnings")
     assert "8888" in warnings.inner_text()
+
+
+def test_a_model_failure_is_shown_and_the_next_question_is_answered(tab: Any, site: Site) -> None:
+    page_tab = tab()
+    site.stub.malformed()  # the model's stream breaks
+    failed = page_tab.ask("犹豫期有多长？")
+    assert failed.locator(".error").count() == 1 and failed.locator(".chips").count() == 0
+    answered = page_tab.ask("犹豫期有多长？")
+    assert "犹豫期" in answered.locator(".answer").inner_text()
+    assert page_tab.chat_requests()[1]["messages"] == [{"role": "user", "content": "犹豫期有多长？"}]  # not kept
 
 
 def test_wrong_key_is_rejected(tab: Any, site: Site) -> None:
