@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from rag.config import Settings
     from rag.embed_cache import EmbeddingCache
     from rag.embeddings import Embedder
+    from rag.records import Chunk
     from rag.retrieval import Searcher
     from rag.store import ChromaStore
 
@@ -81,6 +82,11 @@ class IndexLayout:
     @property
     def uploads(self) -> Path:
         return self.root / "uploads"
+
+    @property
+    def page_images(self) -> Path:
+        """PDF pages rendered to PNG for the chat page, one per document hash and page (rag/sources.py)."""
+        return self.root / "page_images"
 
 
 def build_fingerprint(settings: Settings, dim: int | None = None) -> dict[str, Any]:
@@ -229,6 +235,11 @@ class Index:
 
                 self._searcher = Searcher(self)
             return self._searcher
+
+    def chunk(self, chunk_id: str) -> Chunk | None:
+        """One stored chunk by its id (for the passage viewer), or None when the index holds no such chunk."""
+        found = self.searcher().store.get_chunks([chunk_id])
+        return found[0] if found else None
 
     def loaded_searcher(self) -> Searcher | None:
         """The Searcher if one is open, without opening one."""

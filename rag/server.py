@@ -31,6 +31,7 @@ from rag.config import Settings, load_settings
 from rag.records import Answer
 from rag.server_guard import ApiError, GuardMiddleware, error_body
 from rag.server_openai import add_openai_routes
+from rag.server_web import add_web_routes
 
 if TYPE_CHECKING:
     from rag.qa_stream import AnswerStream
@@ -178,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _add_error_handlers(app)
     _add_service_routes(app, service)
     add_openai_routes(app, service)
+    add_web_routes(app, service)
     return app
 
 

@@ -17,11 +17,12 @@ from typing import Any
 from rag.config import Settings
 from rag.errors import mask_secret
 
-__all__ = ["PUBLIC_PATHS", "ApiError", "GuardMiddleware", "error_body"]
+__all__ = ["PUBLIC_PATHS", "PUBLIC_PREFIXES", "ApiError", "GuardMiddleware", "error_body"]
 
 logger = logging.getLogger("rag.server")
 
-PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/"})  # "/" is the chat page: it holds no secret and asks for the key
+PUBLIC_PREFIXES = ("/web/",)  # the chat page's static files
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -59,7 +60,8 @@ class GuardMiddleware:
             return
         path: str = scope.get("path", "")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        if self._key is not None and path not in PUBLIC_PATHS and not self._authorised(headers):
+        public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+        if self._key is not None and not public and not self._authorised(headers):
             await _send_json(
                 send,
                 401,

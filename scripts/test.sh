@@ -9,4 +9,7 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy rag
 echo "== pytest"
+if ! command -v chromium >/dev/null 2>&1 && [ "${RAG_REQUIRE_BROWSER:-}" != "1" ]; then
+  echo "note: Chromium not found, the chat page's browser tests will skip (install it: sudo apt-get install -y chromium)"
+fi
 .venv/bin/python -m pytest "$@"
