@@ -25,6 +25,7 @@ from rag.discovery import SourceFile as SourceFile
 from rag.discovery import discover as discover
 from rag.errors import LoadError, brief
 from rag.outline import is_front_matter, known_titles, repair_wrapped_headings, split_inline_headings
+from rag.pdfium_lock import PDFIUM_LOCK
 from rag.records import ChunkKind, Page
 
 if TYPE_CHECKING:
@@ -278,12 +279,13 @@ def _bookmarks(data: bytes | Path) -> list[str]:
     try:
         import pypdfium2
 
-        document = pypdfium2.PdfDocument(_pdf_input(data))
-        try:
-            titles = (bookmark.get_title() for bookmark in document.get_toc(max_depth=8))  # pypdfium2 5
-            return [title.strip() for title in titles if title and title.strip()]
-        finally:
-            document.close()
+        with PDFIUM_LOCK:
+            document = pypdfium2.PdfDocument(_pdf_input(data))
+            try:
+                titles = (bookmark.get_title() for bookmark in document.get_toc(max_depth=8))  # pypdfium2 5
+                return [title.strip() for title in titles if title and title.strip()]
+            finally:
+                document.close()
     except Exception:  # a PDF pypdfium2 cannot open was read by pypdf: it simply has no bookmarks here
         return []
 
@@ -387,7 +389,8 @@ def _pdf_pages(shown: str, data: bytes | Path, backend: str) -> Iterator[str]:
         yield from _pypdf_pages(shown, data)
         return
     try:
-        pages = list(_pdfium_pages(shown, data))
+        with PDFIUM_LOCK:
+            pages = list(_pdfium_pages(shown, data))
     except LoadError as exc:
         if not exc.problem.startswith("not a readable PDF"):
             raise

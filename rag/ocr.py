@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from rag.errors import ConfigError, LoadError, ModelError, mask_secret
+from rag.pdfium_lock import PDFIUM_LOCK
 from rag.text import has_cjk
 
 if TYPE_CHECKING:
@@ -217,14 +218,16 @@ def recognise_scanned_pages(
     import pypdfium2 as pdfium
 
     try:
-        document = pdfium.PdfDocument(pdf)  # the bytes read (or, for a very large PDF, its path)
+        with PDFIUM_LOCK:  # PDFium is not thread-safe (rag/pdfium_lock.py); recognition runs outside the lock
+            document = pdfium.PdfDocument(pdf)  # the bytes read (or, for a very large PDF, its path)
     except Exception as exc:  # read by pypdf only: no page can be rendered
         if any(text.strip() for text in texts):
             return texts, frozenset()
         raise LoadError(source, "no text layer: scanned? OCR it first", "run OCR (e.g. ocrmypdf)") from exc
     try:
         texts = list(texts) or [""] * len(document)
-        scanned = [i for i in range(len(texts)) if not texts[i].strip() and _has_image(document, i)]
+        with PDFIUM_LOCK:
+            scanned = [i for i in range(len(texts)) if not texts[i].strip() and _has_image(document, i)]
         has_text = any(text.strip() for text in texts)
         if not scanned:
             if has_text:
@@ -250,7 +253,9 @@ def recognise_scanned_pages(
             )
         for index in scanned:
             try:
-                texts[index] = engine.recognise(render_page(document, index))
+                with PDFIUM_LOCK:
+                    image = render_page(document, index)
+                texts[index] = engine.recognise(image)
             except ModelError as exc:
                 raise LoadError(source, f"OCR of page {index + 1} failed: {exc}", "ingest it again later") from exc
         recognised = frozenset(i + 1 for i in scanned if texts[i].strip())
@@ -262,7 +267,8 @@ def recognise_scanned_pages(
             )
         return texts, recognised
     finally:
-        document.close()
+        with PDFIUM_LOCK:
+            document.close()
 
 
 def _has_image(document: Any, index: int) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import RagError
+from rag.pdfium_lock import PDFIUM_LOCK
 from rag.text import CITATION_MARKER, sentence_spans
 
 if TYPE_CHECKING:
@@ -28,8 +29,7 @@ __all__ = ["SourceUnavailableError", "SourceView", "cited_span", "page_png", "so
 CHUNK_ID = re.compile(r"[0-9a-f]{32}")  # rag.chunking.chunk_id: 32 hex digits of a sha256
 RENDER_SCALE = 1.5  # 108 dpi: small print in a policy stays legible on a laptop screen, ~250 KB a page
 MAX_RENDER_PIXELS = 2400  # the longer side; a poster-sized page is scaled down rather than rendered huge
-# PDFium is not thread-safe: the server's worker threads take turns rendering.
-_RENDER_LOCK = threading.Lock()
+# PDFium is not thread-safe: renders take turns with each other and with an upload's ingest (PDFIUM_LOCK).
 
 
 class SourceUnavailableError(RagError):
@@ -113,7 +113,7 @@ def page_png(index: Index, chunk_id: str, page: int | None = None) -> Path:
     if target.exists():
         return target
     pdf = _pdf_of(index, chunk)
-    with _RENDER_LOCK:
+    with PDFIUM_LOCK:
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             _render(pdf, page, target)
@@ -170,7 +170,7 @@ def _page_holding(index: Index, chunk: Chunk, snippet: str) -> int | None:
     except SourceUnavailableError:
         return None
     wanted = "".join(snippet.split())[:60]
-    with _RENDER_LOCK:
+    with PDFIUM_LOCK:
         document = pdfium.PdfDocument(str(pdf))
         try:
             for page in chunk.pages:
