@@ -17,6 +17,7 @@ from rag.citing import checked
 from rag.generation import chat_stream, make_client
 from rag.qa import extractive, finish, model_request, prepare, refusal
 from rag.records import Answer, AnswerMode, Message, RetrievalMode
+from rag.verify import guard_stream
 
 if TYPE_CHECKING:
     from datetime import date
@@ -108,17 +109,21 @@ def stream_answer(
     started = time.perf_counter()
     deltas = chat_stream(make_client(settings), request.body | {"stream": True}, settings.base_url)
     first: list[float] = []
+    raw: list[str] = []  # what the model wrote: verified whole at the end, so removed links are reported
 
     def timed() -> Iterator[str]:
         for delta in deltas:
             if not first:
                 first.append(time.perf_counter())
                 prepared.timings["first_token_s"] = round(first[0] - prepared.started, 6)
+            raw.append(delta)
             yield delta
 
-    def complete(text: str) -> Answer:
+    def complete(_streamed: str) -> Answer:
         prepared.timings["generate_s"] = round(time.perf_counter() - started, 6)
-        call = request.call(text)
+        call = request.call("".join(raw))
         return finish(prepared, settings, checked(call.answer), call)
 
-    return AnswerStream("llm", standalone, timed(), complete)
+    sent = [passage.text for passage in request.packed.passages]
+    pieces = (piece for piece in guard_stream(timed(), sent) if piece)
+    return AnswerStream("llm", standalone, pieces, complete)

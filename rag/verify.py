@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from rag.numbers import NumberMention, find_numbers, numbers_match
@@ -245,3 +245,35 @@ def _where(cited: list[int]) -> str:
 def _shorten(text: str, limit: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# Where a link, an image or a URL may begin in a streamed answer, and where a sentence (or line) ends
+_LINK_START = re.compile(r"!\[|\[|<|https?:|www\.", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[。！？]|[.!?;](?=\s)|\n")
+_HELD_TAIL = 7  # "https:" or "www." may be cut by a delta's end: the last characters wait for the next one
+
+
+def guard_stream(deltas: Iterable[str], passages: list[str]) -> Iterator[str]:
+    """A model's streamed answer with images and foreign links removed as it streams (remove_links against
+    every passage sent, since the citations are known only at the end; the final answer is checked again
+    against the cited ones). Text passes at once; from where a link could begin it waits for the end of its
+    sentence, so a Markdown image never reaches a client that renders as it receives."""
+    held = ""
+    for delta in deltas:
+        held += delta
+        start = _LINK_START.search(held)
+        if start is None:
+            cut = max(0, len(held) - _HELD_TAIL)
+            if cut:
+                yield held[:cut]
+                held = held[cut:]
+            continue
+        if start.start():
+            yield held[: start.start()]
+            held = held[start.start() :]
+        ends = [m.end() for m in _SENTENCE_END.finditer(held)]
+        if ends:
+            yield remove_links(held[: ends[-1]], passages)[0]
+            held = held[ends[-1] :]
+    if held:
+        yield remove_links(held, passages)[0]

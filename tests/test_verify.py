@@ -412,3 +412,18 @@ def test_a_url_stays_only_when_a_cited_passage_holds_it() -> None:
 def test_a_url_of_an_uncited_passage_is_removed() -> None:
     v = verify_answer("The waiting period is 90 days [2]. Forms: https://claims.example.com/form.", LINKED)
     assert v.removed_links == ["https://claims.example.com/form"] and v.answer.endswith("Forms: .")
+
+
+def test_guard_stream_removes_an_image_split_across_deltas_and_keeps_the_rest() -> None:
+    from rag.verify import guard_stream
+
+    text = (
+        "File at https://claims.example.com/form [1]. ![x](http://evil.example/q) "
+        "See [site](http://evil.example/p) now."
+    )
+    passages = ["Claims go to https://claims.example.com/form within 30 days."]
+    for size in (1, 3, 7, len(text)):
+        deltas = [text[i : i + size] for i in range(0, len(text), size)]
+        streamed = "".join(guard_stream(deltas, passages))
+        assert "evil.example" not in streamed and "![" not in streamed
+        assert "https://claims.example.com/form [1]." in streamed and "See site now." in streamed
