@@ -311,7 +311,9 @@ class LexicalIndex:
         for term in sorted(terms):
             lo, hi = indptr[term], indptr[term + 1]
             w = terms[term]
-            np.add.at(scores, doc[lo:hi], weight[lo:hi] if w == 1.0 else weight[lo:hi] * np.float32(w))
+            # a term's postings name each document once, so a plain fancy-index add is exact (np.add.at, which
+            # allows repeats, took 10x longer on the common terms of a 1M-chunk index)
+            scores[doc[lo:hi]] += weight[lo:hi] if w == 1.0 else weight[lo:hi] * np.float32(w)
         if source is not None:
             code = bisect_left(self._source_names, source)
             if code == len(self._source_names) or self._source_names[code] != source:
