@@ -88,15 +88,24 @@ def ingest(
             help="Set Chroma's files aside and store every indexed file again (vectors come from the cache).",
         ),
     ] = False,
+    follow_symlinks: Annotated[
+        bool | None,
+        typer.Option(
+            "--follow-symlinks",
+            help="Follow links inside the folders given even when they lead out of them (default: report them).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Read, split, embed and store documents. Unchanged files are skipped."""
     from rag.index import Index
     from rag.ingest import ingest_paths
+    from rag.text import terminal_safe
 
     with _errors(as_json, debug):
-        opened = Index(_settings(index))
+        opened = Index(_settings(index, follow_symlinks=follow_symlinks))
         with _progress(enabled=not as_json) as progress, opened:
             report = ingest_paths(paths, opened, prune=prune, progress=progress, rebuild=rebuild)
     if as_json:
@@ -110,12 +119,12 @@ def ingest(
                 "the rest came from the embedding cache",
                 err=True,
             )
-        for failure in report.failed:
-            typer.echo(f"failed: {failure.error}", err=True)
+        for failure in report.failed:  # a newline in a file name must not forge a line of its own
+            typer.echo(f"failed: {terminal_safe(failure.error)}", err=True)
         typer.echo(
             f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
             f"removed {report.removed}, failed {len(report.failed)}; "
-            f"{report.chunks} chunks in {opened.root} ({report.seconds:.1f} s)"
+            f"{report.chunks} chunks in {terminal_safe(str(opened.root))} ({report.seconds:.1f} s)"
         )
     if report.failed:
         raise typer.Exit(1)
@@ -126,20 +135,41 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, str, int, int], None] | 
     if not enabled or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from rag.text import terminal_safe
 
     with Progress(
-        TextColumn("[bold]ingest"),
+        TextColumn("[bold]{task.fields[stage]}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[unit]}"),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         TextColumn("{task.description}"),
         transient=True,
     ) as bar:
-        task = bar.add_task("", total=None)
+        # files read and stored, and chunks embedded out of the chunks found so far (the ETA follows the chunks)
+        files = bar.add_task("", total=None, stage="read ", unit="files")
+        chunks = bar.add_task("", total=None, stage="embed", unit="chunks")
 
         def update(event: str, source: str, done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total, description=Path(source).name if source else "")
+            name = escape(terminal_safe(Path(source).name)) if source else ""
+            if event == "embedding":
+                bar.update(chunks, completed=done, total=total, description=name)
+            elif event == "file":
+                bar.update(files, completed=done, total=total, description=name)
+            else:
+                bar.update(files, completed=done, total=total)
 
         yield update
 

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     chunk_size: int = Field(default=300, ge=16, description="tokens (cl100k_base) per chunk")
     chunk_overlap: int = Field(default=40, ge=0)
     pdf_backend: Literal["pypdfium2", "pypdf"] = "pypdfium2"
+    # follow a link found inside a folder being ingested even when it leads out of the paths given (off: such a
+    # link, e.g. passwd.txt -> /etc/passwd, is reported as failed); `rag ingest --follow-symlinks`
+    follow_symlinks: bool = False
     # Embed and index each chunk with its heading path in front ("条款 › 2. 保障 › 2.4责任免除\n…"), so that a
     # body that never repeats its heading's words is still found by them; what is shown stays the text.
     heading_context: bool = True

@@ -85,3 +85,9 @@ def mask_secret(text: str, secret: str | None) -> str:
     for form in sorted(forms, key=len, reverse=True):
         text = re.sub(re.escape(form), MASK, text, flags=re.IGNORECASE)
     return text
+
+
+def brief(exc: BaseException) -> str:
+    """An unexpected exception as a short clause of a message: its type, and its text cut to one line."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__

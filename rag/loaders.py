@@ -1,4 +1,5 @@
-"""Files to pages: discovery, decoding, PDF extraction and clean-up of PDF artefacts.
+"""Files to pages: one read of each file (its bytes hashed and parsed), PDF extraction and clean-up of PDF
+artefacts. Finding the files is rag/discovery.py; decoding text files, rag/text_files.py.
 
 Every problem with one file is raised as a LoadError naming the file and the fix; the caller records it
 and goes on with the next file.
@@ -6,29 +7,31 @@ and goes on with the next file.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
+import io
 import os
 import re
-import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
-from rag.errors import LoadError
+from rag.discovery import SUPPORTED_SUFFIXES as SUPPORTED_SUFFIXES
+from rag.discovery import SourceFile as SourceFile
+from rag.discovery import discover as discover
+from rag.discovery import escape_undecodable
+from rag.errors import LoadError, brief
 from rag.outline import is_front_matter, known_titles, repair_wrapped_headings, split_inline_headings
 from rag.records import Page
 
 if TYPE_CHECKING:
     from rag.tables import Table
 from rag.text import CJK_CHARS, CJK_PUNCT, HEADING_LINE, INLINE_HEADING, LIST_OR_HEADING_START
+from rag.text_files import HEAD_BYTES, HashingReader, readable_pages, text_encoding, text_segments
 
-SUPPORTED_SUFFIXES = {".pdf", ".txt", ".md", ".markdown"}
-# Large text files are cut into segments of about this many characters, at a line break, so that memory
-# stays bounded however big the file.
-TEXT_SEGMENT_CHARS = 200_000
+# A PDF, or a text file up to this size, is read into memory once, and those bytes are hashed and parsed;
+# a larger text file is streamed and hashed as it is parsed (rag/loaders.read_source).
+WHOLE_READ_BYTES = 16 * 1024 * 1024
 
 _SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{CJK_CHARS}{CJK_PUNCT}])[ \t\u3000]+(?=[{CJK_CHARS}{CJK_PUNCT}])")
 _SPACE_CJK_DIGIT = re.compile(rf"(?<=[{CJK_CHARS}])[ \t]+(?=[0-9])|(?<=[0-9])[ \t]+(?=[{CJK_CHARS}])")
@@ -43,83 +46,31 @@ _PAGE_NUMBER_LINE = re.compile(
 _PAGE_NUMBER_IN_LINE = re.compile(r"((?i:page)|第)\d+")
 
 
-@dataclass(frozen=True)
-class SourceFile:
-    """A file found under the paths the user gave; `source` is how it is shown and stored."""
-
-    path: Path
-    source: str
-
-
-def discover(paths: Iterable[str | Path]) -> tuple[list[SourceFile], list[LoadError]]:
-    """Walk folders recursively; skip hidden entries; report unsupported or missing paths as errors."""
-    found: dict[str, SourceFile] = {}
-    problems: list[LoadError] = []
-    for raw in paths:
-        root = Path(raw)
-        if not root.exists():
-            problems.append(LoadError(str(root), "no such file or folder", "check the path"))
-            continue
-        if root.is_file():
-            _add_file(root, found, problems, explicit=True)
-            continue
-        seen_dirs: set[tuple[int, int]] = set()
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
-            info = os.stat(dirpath)
-            key = (info.st_dev, info.st_ino)
-            if key in seen_dirs:  # a symlink loop, or two links to one folder
-                dirnames[:] = []
-                continue
-            seen_dirs.add(key)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if not name.startswith("."):
-                    _add_file(Path(dirpath) / name, found, problems, explicit=False)
-    return sorted(found.values(), key=lambda f: f.source), problems
-
-
-def _add_file(path: Path, found: dict[str, SourceFile], problems: list[LoadError], explicit: bool) -> None:
-    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        problems.append(
-            LoadError(
-                str(path), f"unsupported file type {path.suffix or '(none)'!r}", "convert it to PDF, TXT or Markdown"
-            )
-        )
-        return
-    try:
-        mode = path.stat().st_mode
-    except OSError as exc:  # a dangling link or a symlink loop
-        problems.append(
-            LoadError(str(path), f"cannot be opened ({exc.strerror or exc})", "fix or remove the link or file")
-        )
-        return
-    if not stat.S_ISREG(mode):  # reading a named pipe or a device would block or never end
-        problems.append(
-            LoadError(str(path), "not a regular file (a pipe, socket or device)", "copy its content into a file")
-        )
-        return
-    source = os.path.normpath(str(path))
-    found.setdefault(source, SourceFile(path=path, source=source))
-
-
 def unreadable(path: Path, exc: OSError) -> LoadError:
     """What an OS error while reading a file means to the user, and what to do about it."""
+    shown = escape_undecodable(str(path))
     if isinstance(exc, FileNotFoundError):
-        return LoadError(str(path), "the file disappeared while it was being read", "run ingest again")
+        return LoadError(shown, "the file disappeared while it was being read", "run ingest again")
     if isinstance(exc, PermissionError):
-        return LoadError(str(path), "permission denied", "make the file readable (chmod +r) or skip it")
+        return LoadError(shown, "permission denied", "make the file readable (chmod +r) or skip it")
     if isinstance(exc, IsADirectoryError):
-        return LoadError(str(path), "is a folder, not a file", "pass the folder itself")
+        return LoadError(shown, "is a folder, not a file", "pass the folder itself")
     # a symlink loop, an I/O error, a stale network mount
     return LoadError(
-        str(path), f"cannot be read ({exc.strerror or exc})", "check the file (or the link to it) and the disk"
+        shown, f"cannot be read ({exc.strerror or exc})", "check the file (or the link to it) and the disk"
     )
 
 
 def file_sha256(path: Path) -> str:
+    """The hash a run compares with the manifest's to skip unchanged files. A text file whose first bytes
+    show it is not text is refused first, so it is never read to the end."""
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:
+            if path.suffix.lower() != ".pdf":
+                head = handle.read(HEAD_BYTES)
+                text_encoding(escape_undecodable(str(path)), head)
+                digest.update(head)
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     except OSError as exc:
@@ -127,22 +78,66 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_pages(file: SourceFile, pdf_backend: str = "pypdfium2") -> Iterator[Page]:
-    """Yield the cleaned pages of one file, lazily, so a large text file never sits in memory whole.
+def read_source(file: SourceFile, planned_sha256: str, pdf_backend: str = "pypdfium2") -> tuple[str, Iterator[Page]]:
+    """Read `file` once: the hash of the bytes that are parsed, and the pages parsed from them.
 
-    A text file has no pages: all of its segments are page 1.
-    """
-    suffix = file.path.suffix.lower()
-    if suffix == ".pdf":
-        raw_pages = list(_pdf_pages(file.path, pdf_backend))
-        rows = _table_rows(file.path, raw_pages) if pdf_backend != "pypdf" else {}
-        yield from clean_pdf_pages(file.source, raw_pages, _bookmarks(file.path), rows)
+    A PDF, or a text file up to WHOLE_READ_BYTES, is read whole and hashed; a larger text file is streamed
+    (memory stays bounded) and hashed as it is read, and refused at its end if those bytes are not the ones
+    `planned_sha256` (the hash its chunk ids were derived from) describes: it changed during the run."""
+    try:
+        handle = open(file.path, "rb")  # noqa: SIM115 - a large text file's handle lives on in its page iterator
+    except OSError as exc:
+        raise unreadable(file.path, exc) from exc
+    try:
+        size = os.fstat(handle.fileno()).st_size
+        if file.path.suffix.lower() == ".pdf" or size <= WHOLE_READ_BYTES:
+            data = handle.read()
+            handle.close()
+            return hashlib.sha256(data).hexdigest(), _pages(file, data, pdf_backend)
+    except OSError as exc:
+        handle.close()
+        raise unreadable(file.path, exc) from exc
+    return planned_sha256, _streamed_pages(file, handle, planned_sha256)
+
+
+def _streamed_pages(file: SourceFile, handle: BinaryIO, planned_sha256: str) -> Iterator[Page]:
+    hashing = HashingReader(handle)
+    try:
+        yield from _pages(file, hashing, "pypdfium2")
+    except OSError as exc:
+        raise unreadable(file.path, exc) from exc
+    finally:
+        handle.close()
+    if hashing.sha256.hexdigest() != planned_sha256:
+        raise LoadError(file.source, "the file changed while it was being read", "run ingest again")
+
+
+def load_pages(file: SourceFile, pdf_backend: str = "pypdfium2") -> Iterator[Page]:
+    """Yield the cleaned pages of one file, lazily, so a large text file never sits in memory whole."""
+    try:
+        with open(file.path, "rb") as handle:
+            if file.path.suffix.lower() == ".pdf":
+                data = handle.read()
+            else:
+                yield from _pages(file, handle, pdf_backend)
+                return
+    except OSError as exc:
+        raise unreadable(file.path, exc) from exc
+    yield from _pages(file, data, pdf_backend)
+
+
+def _pages(file: SourceFile, content: bytes | BinaryIO | HashingReader, pdf_backend: str) -> Iterator[Page]:
+    """The cleaned pages of `content`, the bytes of a PDF or a text file's binary stream. A text file has no
+    pages: all of its segments are page 1."""
+    if isinstance(content, bytes) and file.path.suffix.lower() == ".pdf":
+        raw_pages = list(_pdf_pages(file.source, content, pdf_backend))
+        rows = _table_rows(content, raw_pages) if pdf_backend != "pypdf" else {}
+        yield from readable_pages(file.source, clean_pdf_pages(file.source, raw_pages, _bookmarks(content), rows))
         return
-    markdown = suffix in {".md", ".markdown"}
-    for segment in _text_segments(file.path):
-        text = clean_text(segment, markdown=markdown)
-        if text:
-            yield Page(source=file.source, page=1, text=text)
+    stream = io.BytesIO(content) if isinstance(content, bytes) else content
+    markdown = file.path.suffix.lower() in {".md", ".markdown"}
+    segments = (clean_text(segment, markdown=markdown) for segment in text_segments(file.source, stream))
+    yield from readable_pages(file.source, (Page(source=file.source, page=1, text=t) for t in segments if t))
 
 
 def clean_pdf_pages(
@@ -156,6 +151,16 @@ def clean_pdf_pages(
     for text in raw_pages:
         kept = [line for line in text.splitlines() if not _is_running_line(line, repeated)]
         cleaned.append(clean_text("\n".join(kept)))
+    if repeated and not any(cleaned):
+        line = next(
+            line.strip() for text in raw_pages for line in text.splitlines() if _is_running_line(line, repeated)
+        )
+        raise LoadError(
+            source,
+            f"its only text is a line repeated on every page ({line[:60]!r}), taken for a running header or "
+            "footer and dropped",
+            "nothing else is there to index; check that it is the right file (a scan with a stamped line needs OCR)",
+        )
     contents = [text for text in cleaned if is_front_matter(text)]
     cleaned = repair_wrapped_headings(cleaned, known_titles(contents, bookmarks))
     for number, text in enumerate(cleaned, start=1):
@@ -165,18 +170,18 @@ def clean_pdf_pages(
             yield Page(source=source, page=number, text="\n".join(rows), kind="table")
 
 
-def _table_rows(path: Path, raw_pages: list[str]) -> dict[int, list[str]]:
+def _table_rows(data: bytes, raw_pages: list[str]) -> dict[int, list[str]]:
     """The ruled tables of a PDF as lines of rows, each with its header ("列: 值; 列: 值"), by page; the caption
     (or "Table") first. The pages that hold them are read again without the tables' regions, in `raw_pages`,
     so that no row is indexed twice."""
     from rag.tables import find_tables, row_text, text_outside
 
     by_page: dict[int, list[Table]] = {}
-    for table in find_tables(path):
+    for table in find_tables(data):
         by_page.setdefault(table.page, []).append(table)
     rows: dict[int, list[str]] = {}
     for number, tables in by_page.items():
-        outside = text_outside(path, number, tables)
+        outside = text_outside(data, number, tables)
         if outside.strip() or not raw_pages[number - 1].strip():
             raw_pages[number - 1] = outside
         lines = rows.setdefault(number, [tables[0].caption or "表格 / Table"])
@@ -185,12 +190,12 @@ def _table_rows(path: Path, raw_pages: list[str]) -> dict[int, list[str]]:
     return rows
 
 
-def _bookmarks(path: Path) -> list[str]:
+def _bookmarks(data: bytes) -> list[str]:
     """The titles of a PDF's bookmarks (its outline), if it has any."""
     try:
         import pypdfium2
 
-        document = pypdfium2.PdfDocument(str(path))
+        document = pypdfium2.PdfDocument(data)
         try:
             titles = (bookmark.get_title() for bookmark in document.get_toc(max_depth=8))  # pypdfium2 5
             return [title.strip() for title in titles if title and title.strip()]
@@ -273,77 +278,77 @@ def _join_broken_lines(text: str) -> str:
     return "\n".join(out).strip()
 
 
-def _pdf_pages(path: Path, backend: str) -> Iterator[str]:
+def _pdf_pages(shown: str, data: bytes, backend: str) -> Iterator[str]:
     """pypdfium2 first (an order of magnitude faster, and no line break after every text run); pypdf reads
     what PDFium cannot open. A file that needs a password or has no text layer fails in both."""
     if backend == "pypdf":
-        yield from _pypdf_pages(path)
+        yield from _pypdf_pages(shown, data)
         return
     try:
-        pages = list(_pdfium_pages(path))
+        pages = list(_pdfium_pages(shown, data))
     except LoadError as exc:
         if not exc.problem.startswith("not a readable PDF"):
             raise
-        pages = list(_pypdf_pages(path))
+        pages = list(_pypdf_pages(shown, data))
     yield from pages
 
 
-def _pypdf_pages(path: Path) -> Iterator[str]:
+def _pypdf_pages(shown: str, data: bytes) -> Iterator[str]:
     import logging
 
     from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError
+    from pypdf.errors import FileNotDecryptedError
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
-        reader = PdfReader(str(path), strict=False)
+        reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted and not reader.decrypt(""):
-            raise LoadError(
-                str(path), "encrypted PDF that needs a password", "save an unencrypted copy and ingest that"
-            )
+            raise LoadError(shown, "encrypted PDF that needs a password", "save an unencrypted copy and ingest that")
         page_count = len(reader.pages)
     except LoadError:
         raise
     except FileNotDecryptedError as exc:
-        raise LoadError(str(path), "encrypted PDF that needs a password", "save an unencrypted copy") from exc
-    except (FileNotFoundError, PermissionError) as exc:
-        raise unreadable(path, exc) from exc
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
-        raise LoadError(str(path), f"not a readable PDF ({exc})", "re-export or repair the PDF") from exc
+        raise LoadError(shown, "encrypted PDF that needs a password", "save an unencrypted copy") from exc
+    except Exception as exc:  # pypdf raises many types on damaged files (LimitReachedError on a page tree
+        # that fans out to millions of pages)
+        raise LoadError(shown, f"not a readable PDF ({brief(exc)})", "re-export or repair the PDF") from exc
     if page_count == 0:
-        raise LoadError(str(path), "the PDF has no pages", "re-export the PDF")
+        raise LoadError(shown, "the PDF has no pages", "re-export the PDF")
     any_text = False
     for index in range(page_count):
         try:
             text = reader.pages[index].extract_text() or ""
         except Exception as exc:  # pypdf raises many types on damaged page streams
-            raise LoadError(str(path), f"page {index + 1} could not be read ({exc})", "repair the PDF") from exc
+            raise LoadError(shown, f"page {index + 1} could not be read ({brief(exc)})", "repair the PDF") from exc
         any_text = any_text or bool(text.strip())
         yield text
     if not any_text:
-        raise LoadError(
-            str(path), "no text layer: scanned? OCR it first", "run OCR (e.g. ocrmypdf) and ingest the result"
-        )
+        raise LoadError(shown, "no text layer: scanned? OCR it first", "run OCR (e.g. ocrmypdf) and ingest the result")
 
 
-def _pdfium_pages(path: Path) -> Iterator[str]:
+def _pdfium_pages(shown: str, data: bytes) -> Iterator[str]:
     import pypdfium2 as pdfium
 
     try:
-        document = pdfium.PdfDocument(str(path))
+        document = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
         message = str(exc).lower()
         if "password" in message:
-            raise LoadError(str(path), "encrypted PDF that needs a password", "save an unencrypted copy") from exc
-        raise LoadError(str(path), f"not a readable PDF ({exc})", "re-export or repair the PDF") from exc
-    except (FileNotFoundError, PermissionError) as exc:
-        raise unreadable(path, exc) from exc
+            raise LoadError(shown, "encrypted PDF that needs a password", "save an unencrypted copy") from exc
+        raise LoadError(shown, f"not a readable PDF ({exc})", "re-export or repair the PDF") from exc
     try:
         if len(document) == 0:
-            raise LoadError(str(path), "the PDF has no pages", "re-export the PDF")
+            raise LoadError(shown, "the PDF has no pages", "re-export the PDF")
         any_text = False
         for index in range(len(document)):
-            page = document[index]
+            try:
+                page = document[index]
+            except pdfium.PdfiumError as exc:  # a page tree that contains itself, a page object that is not one
+                raise LoadError(
+                    shown,
+                    f"page {index + 1} could not be loaded, a damaged page tree ({exc})",
+                    "repair or re-export the PDF",
+                ) from exc
             textpage = page.get_textpage()
             try:
                 # bounded: full UTF-16 (rare CJK outside the BMP) and fewer breaks inside table cells than
@@ -356,58 +361,7 @@ def _pdfium_pages(path: Path) -> Iterator[str]:
             yield text
         if not any_text:
             raise LoadError(
-                str(path), "no text layer: scanned? OCR it first", "run OCR (e.g. ocrmypdf) and ingest the result"
+                shown, "no text layer: scanned? OCR it first", "run OCR (e.g. ocrmypdf) and ingest the result"
             )
     finally:
         document.close()
-
-
-def _decode(path: Path, head: bytes) -> str:
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    if b"\x00" in head:
-        raise LoadError(str(path), "binary data, not text", "check the file type; only PDF, TXT and Markdown are read")
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    for encoding in ("utf-8", "gb18030"):
-        try:
-            head.decode(encoding)
-            return encoding
-        except UnicodeDecodeError as exc:
-            if exc.start >= len(head) - 3:  # a multi-byte character cut by the sample's end, not bad text
-                return encoding
-    raise LoadError(str(path), "not UTF-8, UTF-16 or GB18030 text", "re-save the file as UTF-8")
-
-
-def _text_segments(path: Path) -> Iterator[str]:
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(1 << 16)
-    except (FileNotFoundError, PermissionError) as exc:
-        raise unreadable(path, exc) from exc
-    if not head.strip():
-        raise LoadError(str(path), "the file is empty", "remove it or add text")
-    encoding = _decode(path, head)
-    try:
-        with open(path, encoding=encoding, errors="strict", newline="") as handle:
-            buffer = ""
-            while True:
-                block = handle.read(TEXT_SEGMENT_CHARS)
-                if not block:
-                    break
-                buffer += block
-                cut = buffer.rfind("\n", 0, len(buffer))
-                if cut <= 0 or len(buffer) < TEXT_SEGMENT_CHARS:
-                    if len(buffer) < 2 * TEXT_SEGMENT_CHARS:
-                        continue
-                    cut = len(buffer)  # one enormous line: cut it anyway
-                yield buffer[:cut]
-                buffer = buffer[cut:]
-            if buffer.strip():
-                yield buffer
-    except UnicodeDecodeError as exc:
-        raise LoadError(
-            str(path), f"not valid {encoding} text (byte {exc.start} of a block)", "re-save the file as UTF-8"
-        ) from exc
-    except FileNotFoundError as exc:
-        raise unreadable(path, exc) from exc

@@ -14,6 +14,7 @@ Nothing here raises on a bad page: a page that cannot be read has no tables.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ class Table:
     bbox: tuple[float, float, float, float]  # x0, top, x1, bottom in points from the page's top-left
 
 
-def find_tables(path: Path, page_numbers: Iterable[int] | None = None) -> list[Table]:
+def find_tables(path: Path | bytes, page_numbers: Iterable[int] | None = None) -> list[Table]:
     """The ruled tables on the given pages (1-based; all pages when None), in page and reading order.
 
     A table at the top of a page with no header of its own (a table continued from the previous page)
@@ -47,8 +48,8 @@ def find_tables(path: Path, page_numbers: Iterable[int] | None = None) -> list[T
     except ImportError:  # pragma: no cover - both are runtime dependencies
         return []
     try:
-        plumber = pdfplumber.open(str(path))
-        document = pdfium.PdfDocument(str(path))
+        plumber = pdfplumber.open(io.BytesIO(path) if isinstance(path, bytes) else str(path))
+        document = pdfium.PdfDocument(path if isinstance(path, bytes) else str(path))
     except Exception:
         return []
     try:
@@ -102,7 +103,7 @@ def row_text(table: Table, row: tuple[str, ...]) -> str:
     return "; ".join(parts)
 
 
-def text_outside(path: Path, page_number: int, tables: Sequence[Table]) -> str:
+def text_outside(path: Path | bytes, page_number: int, tables: Sequence[Table]) -> str:
     """The page's text as the loader reads it (pypdfium2, get_text_bounded) with the tables' regions left out.
 
     The page is read in horizontal bands: full width above, between and below the tables, and the strips
@@ -112,7 +113,7 @@ def text_outside(path: Path, page_number: int, tables: Sequence[Table]) -> str:
 
     boxes = sorted((t.bbox for t in tables if t.page == page_number), key=lambda b: b[1])
     try:
-        document = pdfium.PdfDocument(str(path))
+        document = pdfium.PdfDocument(path if isinstance(path, bytes) else str(path))
     except Exception:
         return ""
     try:

@@ -27,6 +27,7 @@ __all__ = [
     "sentence_ends",
     "sentence_spans",
     "split_sentences",
+    "terminal_safe",
 ]
 
 # --- CJK ------------------------------------------------------------------------------------------------
@@ -369,3 +370,23 @@ def _numbered(line: str, match: re.Match[str], level: int) -> HeadingMatch:
         label = (line[: match.start(2)] + title).strip()
         return HeadingMatch(level, label, number, match.start(2) + end)
     return HeadingMatch(max(level, LEVEL_ITEM), number, number, 0, titled=False)
+
+
+# --- terminal output -------------------------------------------------------------------------------------
+
+# C0 and C1 controls (escape sequences, newlines that would forge report lines), bidirectional overrides, and
+# the lone surrogates that an undecodable file name becomes
+_UNSAFE_FOR_TERMINAL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with every character that could drive a terminal or forge a line written as a visible escape
+    (`\\n`, `\\x1b`, `\\u202e`); a lone surrogate (an undecodable byte of a file name) as that byte, `\\xe9`."""
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's surrogateescape of one undecodable byte
+            return f"\\x{code - 0xDC00:02x}"
+        return match.group().encode("unicode_escape").decode("ascii") if code < 0x100 else f"\\u{code:04x}"
+
+    return _UNSAFE_FOR_TERMINAL.sub(escape, text)

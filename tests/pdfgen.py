@@ -50,3 +50,44 @@ def assemble_pdf(objects: list[bytes]) -> bytes:
 def write_pdf(path: Path, pages: list[list[str]]) -> Path:
     path.write_bytes(pdf_bytes(pages))
     return path
+
+
+_FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+
+
+def _text_page(parent: int, font: int, content: int) -> bytes:
+    return (
+        f"<< /Type /Page /Parent {parent} 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 {font} 0 R >> >> "
+        f"/Contents {content} 0 R >>"
+    ).encode()
+
+
+def _content(line: str) -> bytes:
+    stream = f"BT /F1 11 Tf 50 740 Td ({_escape(line)}) Tj ET".encode("latin-1")
+    return b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream"
+
+
+def self_referencing_pdf() -> bytes:
+    """A page tree whose root lists itself among its kids, beside one sound page: PDFium opens the file and
+    fails on the second page ("Failed to load page")."""
+    return assemble_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [4 0 R 2 0 R] /Count 2 >>",
+            _FONT,
+            _text_page(2, 3, 5),
+            _content("A page beside a page tree that contains itself."),
+        ]
+    )
+
+
+def page_tree_bomb(levels: int = 24) -> bytes:
+    """A few KB whose page tree is a DAG: each node lists its child twice, so it fans out to 2**levels pages.
+    PDFium refuses it; pypdf gives up with LimitReachedError."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>"]
+    for level in range(levels):
+        child = 3 + level
+        objects.append(f"<< /Type /Pages /Kids [{child} 0 R {child} 0 R] /Count {2 ** (levels - level)} >>".encode())
+    page = 2 + levels
+    objects += [_text_page(page - 1, page + 1, page + 2), _FONT, _content("One page, counted millions of times.")]
+    return assemble_pdf(objects)

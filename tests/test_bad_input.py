@@ -9,12 +9,13 @@ import io
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from pdfgen import pdf_bytes, write_pdf
+from pdfgen import assemble_pdf, page_tree_bomb, pdf_bytes, self_referencing_pdf, write_pdf
 from typer.testing import CliRunner
 
 from rag.cli import app
@@ -76,11 +77,12 @@ def _write_big(path: Path, megabytes: int) -> int:
     return count
 
 
-def _build_corpus(root: Path) -> tuple[dict[str, Path], dict[str, str]]:
-    """Returns the good files (name -> path) and the bad ones (path -> phrase its report must contain)."""
+def _build_corpus(root: Path) -> tuple[dict[str, Path | str], dict[str, str]]:
+    """Returns the good files (name -> path, or the source it is stored as) and the bad ones (path as the report
+    shows it -> phrase its report must contain). Bad files outside `docs` are named on the command line."""
     docs = root / "docs"
     docs.mkdir(parents=True)
-    good: dict[str, Path] = {}
+    good: dict[str, Path | str] = {}
     bad: dict[str, str] = {}
 
     good["pdf"] = write_pdf(docs / "good.pdf", [["Clause 1. The waiting period is ninety days."], ["Page two text."]])
@@ -137,7 +139,97 @@ def _build_corpus(root: Path) -> tuple[dict[str, Path], dict[str, str]]:
     bad[str(docs / "unreadable.txt")] = "permission denied"
     (docs / "photo.jpg").write_bytes(b"\xff\xd8\xff")
     bad[str(docs / "photo.jpg")] = "unsupported file type"
+    _add_issue_14_kinds(root, docs, good, bad)
     return good, bad
+
+
+def _add_issue_14_kinds(root: Path, docs: Path, good: dict[str, Path | str], bad: dict[str, str]) -> None:
+    """The red-team pass of issue #14: inputs that aborted the batch, were skipped in silence, or misled."""
+    # PDFs that escaped the per-file error handling
+    (docs / "self_reference.pdf").write_bytes(self_referencing_pdf())
+    bad[str(docs / "self_reference.pdf")] = "page 2 could not be loaded"
+    (docs / "page_bomb.pdf").write_bytes(page_tree_bomb())
+    bad[str(docs / "page_bomb.pdf")] = "not a readable PDF (LimitReachedError"
+    (docs / "no_pages.pdf").write_bytes(
+        assemble_pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"])
+    )
+    bad[str(docs / "no_pages.pdf")] = "has no pages"
+    (docs / "not_really.pdf").write_bytes(b"Just a line of text with a .pdf name.\n")
+    bad[str(docs / "not_really.pdf")] = "not a readable PDF"
+    (docs / "zero_bytes.pdf").write_bytes(b"")
+    bad[str(docs / "zero_bytes.pdf")] = "not a readable PDF"
+    write_pdf(docs / "stamp_only.pdf", [["CONFIDENTIAL - Acme Insurance draft"]] * 4)
+    bad[str(docs / "stamp_only.pdf")] = "its only text is a line repeated on every page"
+    # names: not UTF-8, a newline that would forge a report line, escape sequences that would drive the terminal
+    latin1 = os.fsdecode(bytes(docs) + b"/caf\xe9.txt")
+    Path(latin1).write_text("Caf\u00e9 cover: the excess is 300 euros per claim.\n", encoding="utf-8")
+    good["latin1_name"] = str(docs) + "/caf\\xe9.txt"
+    Path(os.fsdecode(bytes(docs) + b"/bad\xff.jpg")).write_bytes(b"\xff\xd8")
+    bad[str(docs) + "/bad\\xff.jpg"] = "unsupported file type"
+    (docs / "evil\nfailed: forged.txt").write_bytes(b"\x00\x01binary")
+    bad[str(docs) + "/evil\\nfailed: forged.txt"] = "binary data"
+    (docs / "\x1b[2J\x1b]0;pwned\x07.txt").write_bytes(b"\x00\x01binary")
+    bad[str(docs) + "/\\x1b[2J\\x1b]0;pwned\\x07.txt"] = "binary data"
+    # text that holds nothing to read, or is read wrongly
+    (docs / "private_use.txt").write_text("\ue000\ue001\ue002 \ue003\n" * 40, encoding="utf-8")
+    bad[str(docs / "private_use.txt")] = "no readable text: it holds only private-use"
+    (docs / "control.txt").write_bytes(bytes([*range(1, 9), *range(14, 28)]) * 20)
+    bad[str(docs / "control.txt")] = "no readable text: it holds only control"
+    (docs / "zero_width.txt").write_text("\u200b\u200c\u200d\u2060" * 100, encoding="utf-8")
+    bad[str(docs / "zero_width.txt")] = "no readable text: it holds only zero-width"
+    (docs / "bom_only.txt").write_bytes(codecs.BOM_UTF8)
+    bad[str(docs / "bom_only.txt")] = "byte-order mark (BOM) and no text"
+    (docs / "bom_only_utf16.md").write_bytes(codecs.BOM_UTF16_LE)
+    bad[str(docs / "bom_only_utf16.md")] = "byte-order mark (BOM) and no text"
+    (docs / "blank.md").write_text("   \n\n\t\n", encoding="utf-8")
+    bad[str(docs / "blank.md")] = "empty"
+    with open(docs / "sparse_4gb.txt", "wb") as handle:
+        handle.truncate(4 << 30)  # sparse: no disk used; refused by its first bytes, never hashed in full
+    bad[str(docs / "sparse_4gb.txt")] = "binary data, not text"
+    (docs / "bad_tail.txt").write_bytes(b"A valid line of policy text.\n" * 3000 + b"\xff\xfe\xfd broken\n")
+    bad[str(docs / "bad_tail.txt")] = "not valid utf-8 text"
+    good["utf16_no_bom"] = docs / "utf16_no_bom.txt"
+    good["utf16_no_bom"].write_bytes("Clause 7. Grace period thirty days.\n第七条 宽限期三十日。\n".encode("utf-16-le"))
+    good["upper_suffix"] = docs / "UPPER.TXT"
+    good["upper_suffix"].write_text("Upper-case suffix: the claim form is due in 30 days.\n", encoding="utf-8")
+    # what is not a file: devices, pipes, sockets, unreadable folders, links that dangle or lead out
+    (docs / "dev_zero.txt").symlink_to("/dev/zero")
+    bad[str(docs / "dev_zero.txt")] = "not a regular file (a device)"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(docs / "sock.txt"))
+    bad[str(docs / "sock.txt")] = "not a regular file (a pipe or socket)"
+    (docs / "dangling.txt").symlink_to(root / "nowhere.txt")
+    bad[str(docs / "dangling.txt")] = "cannot be opened"
+    (docs / "README").write_text("No suffix.\n", encoding="utf-8")
+    bad[str(docs / "README")] = "unsupported file type '(none)'"
+    locked = docs / "locked"
+    locked.mkdir()
+    (locked / "inside.txt").write_text("Never listed.\n", encoding="utf-8")
+    locked.chmod(0)
+    bad[str(locked)] = "folder cannot be read"
+    outside = root / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("Outside the tree: not to be indexed.\n", encoding="utf-8")
+    (docs / "passwd.txt").symlink_to(outside / "secret.txt")
+    bad[str(docs / "passwd.txt")] = "a link to a file outside the paths given"
+    (docs / "elsewhere").symlink_to(outside, target_is_directory=True)
+    bad[str(docs / "elsewhere")] = "a link to a folder outside the paths given"
+    good["inner_link"] = docs / "inner_link.txt"
+    good["inner_link"].symlink_to(docs / "good.txt")  # inside the tree: followed
+    # named on the command line: a device, a pipe, a link to /dev/zero, a mistyped path
+    bad["/dev/null"] = "not a regular file (a device)"
+    os.mkfifo(root / "named_pipe.txt")
+    bad[str(root / "named_pipe.txt")] = "not a regular file (a pipe or socket)"
+    (root / "zero.txt").symlink_to("/dev/zero")
+    bad[str(root / "zero.txt")] = "not a regular file (a device)"
+    bad[str(root / "docz")] = "no such file or folder"
+
+
+COMMAND_LINE_EXTRAS = ("/dev/null", "named_pipe.txt", "zero.txt", "docz")
+
+
+def _extras(root: Path) -> list[str]:
+    return [name if name.startswith("/") else str(root / name) for name in COMMAND_LINE_EXTRAS]
 
 
 def _encrypted_pdf(path: Path, password: str) -> None:
@@ -165,7 +257,7 @@ def test_bad_files_are_reported_good_files_ingested_and_memory_bounded(tmp_path:
         "RAG_CHUNK_OVERLAP": "100",
     }
     result = subprocess.run(
-        [sys.executable, "-c", RUNNER, "ingest", str(tmp_path / "docs")],
+        [sys.executable, "-c", RUNNER, "ingest", str(tmp_path / "docs"), *_extras(tmp_path)],
         capture_output=True,
         text=True,
         env=env,
@@ -183,13 +275,17 @@ def test_bad_files_are_reported_good_files_ingested_and_memory_bounded(tmp_path:
         problem_and_fix = mine[0][len(f"failed: {path}: ") :]
         assert ": " in problem_and_fix, f"no fix given: {mine[0]}"
     assert len(failure_lines) == len(bad), failure_lines
+    assert len(bad) >= 38 and len(good) >= 15  # with the good kinds that were bad once: over 40 kinds
+    assert not any(line.startswith("failed: forged") for line in result.stderr.splitlines())
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
 
     manifest = Manifest.load(IndexLayout(index).manifest)
     assert manifest is not None
     assert set(manifest.files) == {str(path) for path in good.values()}
-    # The duplicate is one document, stored once.
+    assert not IndexLayout(index).in_progress.exists()
+    # The duplicates are one document each, stored once (the link inside the tree is its target's duplicate).
     assert manifest.files[str(good["dup1"])].chunk_ids == manifest.files[str(good["dup2"])].chunk_ids
-    assert manifest.documents() == len(good) - 1
+    assert manifest.documents() == len(good) - 2
 
     rss_mb = int(next(line for line in result.stderr.splitlines() if line.startswith("MAXRSS")).split()[1]) / 1024
     print(f"peak RSS of rag ingest with a {BIG_MB} MB file: {rss_mb:.0f} MB")
@@ -204,6 +300,8 @@ def test_bad_files_are_reported_good_files_ingested_and_memory_bounded(tmp_path:
     texts = [chunk.text for chunk in searcher.store.iter_chunks()]
     assert any(f"Bulk record {last:05d}" in text for text in texts)
     assert any("犹豫期" in text for text in texts) and any("宽限期为六十天" in text for text in texts)
+    assert any("宽限期三十日" in text for text in texts)  # UTF-16 without its BOM
+    assert not any("Outside the tree" in text for text in texts)
 
     # A duplicate answers with both of its paths (BM25: the fake embedder's vectors carry no meaning, so its dense
     # list is noise that the fusion weights can put ahead of the exact match).
@@ -255,8 +353,8 @@ def test_a_file_deleted_between_discovery_and_hashing_is_reported(
     (docs / "gone.txt").write_text("Gone soon.\n", encoding="utf-8")
     real_discover = ingest_module.discover
 
-    def racing_discover(paths):  # type: ignore[no-untyped-def]
-        found = real_discover(paths)
+    def racing_discover(paths, follow_symlinks=False):  # type: ignore[no-untyped-def]
+        found = real_discover(paths, follow_symlinks)
         (docs / "gone.txt").unlink()
         return found
 

@@ -12,7 +12,7 @@ from rag.config import Settings
 from rag.embeddings import FakeEmbedder
 from rag.errors import IndexMismatchError
 from rag.index import Index, IndexLayout
-from rag.ingest import ingest_paths
+from rag.ingest import STORE_BATCH, ingest_paths
 from rag.manifest import Manifest
 from rag.store import ChromaStore
 
@@ -232,7 +232,6 @@ def test_small_files_share_store_calls_and_embedding_keeps_its_batch_size(
 
 
 def test_a_run_larger_than_one_store_batch_commits_every_file(tmp_path: Path, fake_settings: Settings) -> None:
-    from rag.ingest import STORE_BATCH
 
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -257,4 +256,50 @@ def test_progress_counts_files_once_they_are_stored(tmp_path: Path, fake_setting
     assert sorted(started) == sorted(p.name for p in DATA.iterdir()) and report.added == 3
     assert [name for name, _ in stored] == started  # in order, each once its chunks are in the store
     assert [done for _, done in stored] == [1, 2, 3]
-    assert events[-1] == ("done", "", 3, 3) and all(total == 3 for *_, total in events)
+    files = [event for event in events if event[0] != "embedding"]
+    assert files[-1] == ("done", "", 3, 3) and all(total == 3 for *_, total in files)
+
+
+def test_progress_counts_chunks_embedded_out_of_chunks_found_and_names_the_file(
+    tmp_path: Path, fake_settings: Settings
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    clause = "被保险人应当在事故发生后及时通知本公司，本公司按合同约定给付保险金。"
+    for n in range(3):
+        body = "\n\n".join(f"## 第{k}条\n\n文件{n}条款{k}：{clause * 8}" for k in range(100))
+        (docs / f"policy_{n}.md").write_text(body, encoding="utf-8")
+    events: list[tuple[str, str, int, int]] = []
+    settings = fake_settings.model_copy(update={"embed_batch_size": 8})
+    report = ingest_paths([docs], Index(settings), progress=lambda *event: events.append(event))
+    embedding = [(Path(source).name, done, found) for event, source, done, found in events if event == "embedding"]
+    assert len(embedding) >= 3  # several batches of STORE_BATCH chunks
+    assert all(0 <= done <= found for _, done, found in embedding)
+    assert [done for _, done, _ in embedding] == sorted(done for _, done, _ in embedding)
+    assert embedding[-1][1:] == (report.chunks, report.chunks)  # at the end: every chunk found is stored
+    # while batches are in flight, the file whose chunks are being embedded is named
+    assert {name for name, done, found in embedding if done < found} <= {f"policy_{n}.md" for n in range(3)}
+    assert any(name for name, done, found in embedding if done < found)
+
+
+def test_the_manifest_is_written_once_per_store_batch_not_per_file(
+    tmp_path: Path, fake_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rewriting (and fsyncing) the manifest after every file made ingest quadratic in the number of files
+    (issue #14: 5,000 small files did not finish in 400 s); scripts/bench_small_files.py measures the fix."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for n in range(300):
+        (docs / f"note_{n:03d}.txt").write_text(f"Note {n}: the waiting period is {n} days.\n", encoding="utf-8")
+    saves: list[int] = []
+    original = Index.save_manifest
+
+    def counting_save(self: Index, manifest: Manifest) -> None:
+        saves.append(len(manifest.files))
+        original(self, manifest)
+
+    monkeypatch.setattr(Index, "save_manifest", counting_save)
+    report = ingest_paths([docs], Index(fake_settings))
+    assert report.added == 300
+    assert saves[-1] == 300 and saves == sorted(saves)
+    assert len(saves) <= 300 // STORE_BATCH + 2  # one per store batch of 128 one-chunk files, not 300
