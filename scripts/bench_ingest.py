@@ -16,8 +16,7 @@ index, so peak RSS is its own. Scenarios per corpus:
                     through the pool of RAG_EMBED_WORKERS models (default: one per core), "old floor" one model
   today's rag       rag ingest with RAG_EMBED_WORKERS=1 (one model, as before the pool), for the speed-up
 LangChain embeds through the same embedder as rag (the pool, unless RAG_EMBED_WORKERS says otherwise).
-`--small-files 1000 5000 10000` instead times `rag ingest` of that many ~60-byte text files with the fake
-embedder (FAQ exports: the cost per file, not the embedder). Each LangChain scenario and the floor embed the whole
+Each LangChain scenario and the floor embed the whole
 corpus again; `--skip lc-rerun lc-edit` leaves out the two
 LangChain re-runs (their cost is that of its first ingest) and says so in the output. Every measurement is
 printed to stderr as it finishes. Skips cleanly when ../shared/eval is absent.
@@ -282,32 +281,6 @@ def bench_corpus(name: str, quick: bool, runs: int, skip: set[str]) -> None:
           + f"; LangChain / rag: {med['edit']:.1f}x", flush=True)  # fmt: skip
 
 
-SMALL_TEXTS = ("问：犹豫期有多长？答：自收到保单次日起十五日内。",
-               "Q: How long is the grace period? A: 30 days from the due date.",
-               "问：如何申请理赔？答：拨打客服电话并提交材料。",
-               "Q: Can I change the beneficiary? A: Yes, in writing.")  # fmt: skip
-
-
-def small_files(counts: list[int], runs: int) -> None:
-    """`rag ingest` of N files of about 60 bytes each (FAQ exports), fake embedder, fresh index, fresh process."""
-    rows = []
-    for count in counts:
-        walls = []
-        for _ in range(runs):
-            with tempfile.TemporaryDirectory() as tmp:
-                corpus = Path(tmp) / "faq"
-                corpus.mkdir()
-                for n in range(count):  # every file different: each becomes its own chunk
-                    (corpus / f"faq{n:05d}.txt").write_text(f"{SMALL_TEXTS[n % 4]} #{n}", encoding="utf-8")
-                os.environ["RAG_BENCH_EMBEDDER"] = "fake"
-                result = in_subprocess("rag", corpus, Path(tmp) / "index")
-                walls.append(result["wall"])
-        wall = harness.median(walls)
-        rows.append([count, wall, 1000 * wall / count, result["chunks"], result["rss_mb"], os.getloadavg()[0]])
-    harness.table(["files", "wall s", "s per 1k files", "chunks", "peak MB", "load"], rows,
-                  f"rag ingest of small files (~60 bytes each), fake embedder; median of {runs} run(s)")  # fmt: skip
-
-
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
@@ -320,14 +293,8 @@ def main() -> int:
     parser.add_argument("--skip", nargs="+", choices=["lc-rerun", "lc-edit", "today", "langchain"], default=[],
                         help="leave out LangChain's full re-runs (each embeds the whole corpus again), or today's "
                              "one-model rag and floor")  # fmt: skip
-    parser.add_argument("--small-files", type=int, nargs="+", metavar="N",
-                        help="instead: time rag ingest of N tiny text files each (fake embedder)")  # fmt: skip
     args = parser.parse_args()
     os.environ["RAG_BENCH_EMBEDDER"] = args.embedder  # the worker subprocesses inherit it
-    if args.small_files:
-        harness.header("bench_ingest --small-files", "embedder fake")
-        small_files(args.small_files, args.runs)
-        return 0
     if not EVAL.exists():
         print(f"skipped: {EVAL} is absent")
         return 0
