@@ -118,3 +118,12 @@ def test_a_secret_is_masked_in_escaped_forms_and_among_several(echoed: str) -> N
     masked = mask_secret(echoed, [None, "short", "sk-live-ABCdef/123456"])
     assert "abcdef" not in masked.lower() and "sk-***" in masked
     assert mask_secret("a short key stays", "short") == "a short key stays"
+
+
+def test_rag_ingest_stays_the_function_after_the_submodule_is_imported() -> None:
+    import subprocess
+    import sys
+
+    code = "import rag, rag.ingest; from rag.ingest import ingest_paths; print(callable(rag.ingest))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
