@@ -13,10 +13,10 @@ import re
 import statistics
 import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rag.errors import ConfigError, DatasetError
 from rag.numbers import CITATION_MARKER, find_numbers
@@ -24,6 +24,8 @@ from rag.numbers import CITATION_MARKER, find_numbers
 if TYPE_CHECKING:
     from rag.config import Settings
     from rag.records import Answer, Citation, Passage, RetrievalMode
+
+T = TypeVar("T")
 
 LANGUAGES = ("zh", "en")
 HEAD_CHARS = 120  # characters of each answer shown with its failures
@@ -86,23 +88,29 @@ class AnswerReport:
 # ------------------------------------------------------------------------------------------------ the set
 
 
-def load_answer_set(path: Path, limit: int | None = None) -> list[AnswerQuestion]:
-    """The questions of a JSONL set (the first `limit` of them); a malformed line is a DatasetError naming it."""
+def read_jsonl(path: Path, what: str, parse: Callable[[Any], T]) -> Iterator[tuple[int, T]]:
+    """Each non-empty line of a JSONL set parsed by `parse`, with its line number; an unreadable file or a bad
+    line is a DatasetError naming the file and the line (`what`: "question", "dialogue")."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read the answer set {path}: {exc}") from exc
-    questions: list[AnswerQuestion] = []
-    seen: set[str] = set()
+        raise DatasetError(f"cannot read the {what} set {path}: {exc}") from exc
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            question = _parse_question(json.loads(line))
+            yield number, parse(json.loads(line))
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path}, line {number}: not valid JSON ({exc}): write one object per line") from None
         except ValueError as exc:
             raise DatasetError(f"{path}, line {number}: {exc}") from None
+
+
+def load_answer_set(path: Path, limit: int | None = None) -> list[AnswerQuestion]:
+    """The questions of a JSONL set (the first `limit` of them); a malformed line is a DatasetError naming it."""
+    questions: list[AnswerQuestion] = []
+    seen: set[str] = set()
+    for number, question in read_jsonl(path, "answer", _parse_question):
         if question.id in seen:
             raise DatasetError(f"{path}, line {number}: id {question.id!r} is used twice: give each question its own")
         seen.add(question.id)

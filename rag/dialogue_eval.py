@@ -25,6 +25,7 @@ from rag.answer_eval import (
     QuestionResult,
     Ratio,
     parse_question,
+    read_jsonl,
     score_answer,
     summarise,
 )
@@ -90,22 +91,8 @@ def is_dialogue_set(path: Path) -> bool:
 
 def load_dialogues(path: Path, sets: Sequence[str] | None = None) -> list[Dialogue]:
     """The dialogues of a JSONL set (only those about `sets` when given); a bad line is a DatasetError naming it."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read the dialogue set {path}: {exc}") from exc
-    dialogues: list[Dialogue] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            dialogue = _parse_dialogue(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}, line {number}: not valid JSON ({exc}): write one dialogue per line") from None
-        except ValueError as exc:
-            raise DatasetError(f"{path}, line {number}: {exc}") from None
-        if sets is None or dialogue.set in sets:
-            dialogues.append(dialogue)
+    dialogues = [dialogue for _, dialogue in read_jsonl(path, "dialogue", _parse_dialogue)]
+    dialogues = [dialogue for dialogue in dialogues if sets is None or dialogue.set in sets]
     if not dialogues:
         raise DatasetError(f"{path} holds no dialogues{' about ' + ', '.join(sets) if sets else ''}")
     return dialogues
