@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from rag.errors import LoadError, RagError, brief
 from rag.records import Chunk
+from rag.storage import ensure_room
 
 if TYPE_CHECKING:
     from rag.index import Index
@@ -57,6 +58,7 @@ class BatchWriter:
         on_progress: ChunkProgress | None = None,
     ) -> None:
         self._store = store
+        self._root = index.layout.root
         self._embedder = index.embedder
         self._heading_context = index.settings.heading_context
         self._embed_batch_size = embed_batch_size
@@ -125,6 +127,7 @@ class BatchWriter:
 
     def _submit(self) -> None:
         # The same content under two names gives the same chunk ids; one upsert call must not repeat an id.
+        ensure_room(self._root)  # before writing, not in the middle of a write to a full disk
         batch = list({chunk.id: chunk for chunk in self._buffer}.values())
         self._buffer = []
         self._found += len(batch)

@@ -18,10 +18,14 @@ from pathlib import Path
 
 from rag.errors import StorageError
 
-__all__ = ["disk_full", "is_writable", "readable_copy", "storage_problem"]
+__all__ = ["disk_full", "ensure_room", "is_writable", "readable_copy", "storage_problem"]
 
 # Below this much free space, an error nothing else explains is put down to the disk being full.
 NEARLY_FULL_BYTES = 64 * 1024 * 1024
+# A run stops before a store batch when less than this is free: Chroma's writer can block for good, rather than
+# fail, when the disk fills in the middle of a write (tests/test_storage.py hung on a 1 MB disk), and a batch of
+# 128 chunks with its HNSW and SQLite pages takes a few MB.
+MIN_FREE_TO_WRITE_BYTES = 16 * 1024 * 1024
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -57,6 +61,14 @@ def disk_full(root: Path) -> StorageError | None:
     """A StorageError when the disk holding `root` is (nearly) full, for errors that do not say why."""
     free = _free_bytes(_existing(root))
     return StorageError(_full_message(root, free)) if free is not None and free < NEARLY_FULL_BYTES else None
+
+
+def ensure_room(root: Path) -> None:
+    """Raise a StorageError when the disk holding `root` has less than MIN_FREE_TO_WRITE_BYTES free; called
+    before each store batch, so a run stops with one line instead of writing into a full disk."""
+    free = _free_bytes(_existing(root))
+    if free is not None and free < MIN_FREE_TO_WRITE_BYTES:
+        raise StorageError(_full_message(root, free))
 
 
 def _full_message(root: Path, free: int | None) -> str:
