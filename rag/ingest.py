@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from rag.batch_writer import STORE_BATCH as STORE_BATCH
 from rag.batch_writer import BatchWriter, FileFailed
 from rag.chunking import split_pages
+from rag.discovery import SUPPORTED_NAMES as SUPPORTED_NAMES
 from rag.discovery import SUPPORTED_SUFFIXES, SourceFile, discover, escape_undecodable, source_path
 from rag.editions import content_digest, edition_dict, read_document_edition
 from rag.errors import ConfigError, IndexDamagedError, LoadError, brief

@@ -254,8 +254,7 @@ def _add_service_routes(app: FastAPI, service: Service) -> None:
 
         if not settings.server_allow_ingest:
             raise ApiError(403, "ingest is disabled on this server (RAG_SERVER_ALLOW_INGEST=false)", "permission_error")
-        from rag.ingest import is_supported
-        from rag.loaders import SUPPORTED_NAMES
+        from rag.ingest import SUPPORTED_NAMES, is_supported
 
         folder = service.index.layout.uploads
         folder.mkdir(parents=True, exist_ok=True)
