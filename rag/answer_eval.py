@@ -24,6 +24,7 @@ from rag.numbers import CITATION_MARKER, find_numbers
 if TYPE_CHECKING:
     from rag.config import Settings
     from rag.records import Answer, Citation, Passage, RetrievalMode
+    from rag.retrieval import Searcher
 
 T = TypeVar("T")
 
@@ -402,10 +403,17 @@ def evaluate_answers(
 def _asker(
     settings: Settings, docs: Sequence[Path], mode: RetrievalMode | None, log: Callable[[str], None]
 ) -> Callable[[str], Answer]:
-    """The one place that knows the index: ingest, then the index's one Searcher for every question."""
+    """Every question asked through `ask`'s path, over the index's one Searcher."""
+    from rag.qa import answer_question
+
+    searcher = ingested_searcher(settings, docs, log)
+    return lambda question: answer_question(question, settings, searcher=searcher, mode=mode)
+
+
+def ingested_searcher(settings: Settings, docs: Sequence[Path], log: Callable[[str], None]) -> Searcher:
+    """The one place an evaluation knows the index: ingest `docs`, then the index's one Searcher."""
     from rag.index import Index
     from rag.ingest import ingest_paths
-    from rag.qa import answer_question
 
     index = Index(settings)
     if docs:
@@ -413,5 +421,4 @@ def _asker(
         for failure in ingested.failed:
             log(f"failed: {failure.error}")
         log(f"ingested: added {ingested.added}, updated {ingested.updated}, unchanged {ingested.unchanged}")
-    searcher = index.searcher()
-    return lambda question: answer_question(question, settings, searcher=searcher, mode=mode)
+    return index.searcher()

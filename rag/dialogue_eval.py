@@ -24,6 +24,7 @@ from rag.answer_eval import (
     AnswerSummary,
     QuestionResult,
     Ratio,
+    ingested_searcher,
     parse_question,
     read_jsonl,
     score_answer,
@@ -217,18 +218,10 @@ def evaluate_dialogues(
     log: Callable[[str], None] = lambda message: None,
 ) -> DialogueReport:
     """Load the dialogues (about `sets`, or all), ingest `docs`, then ask every turn through `ask`'s path."""
-    from rag.index import Index
-    from rag.ingest import ingest_paths
     from rag.qa import answer_question
 
     dialogues = load_dialogues(set_path, sets)
-    index = Index(settings)
-    if docs:
-        ingested = ingest_paths(docs, index)
-        for failure in ingested.failed:
-            log(f"failed: {failure.error}")
-        log(f"ingested: added {ingested.added}, updated {ingested.updated}, unchanged {ingested.unchanged}")
-    searcher = index.searcher()
+    searcher = ingested_searcher(settings, docs, log)
 
     def ask(question: str, history: list[Message]) -> Answer:
         return answer_question(question, settings, history=history, searcher=searcher, mode=mode)
