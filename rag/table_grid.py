@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Grid", "distinct", "join_lines"]
+__all__ = ["Grid", "cluster", "distinct", "join_lines"]
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef"
 _CJK_END = re.compile(f"[{_CJK}]$")
@@ -58,8 +58,8 @@ class Grid:
         cells: list[tuple[float, float, float, float]] = list(found.cells)
         if not cells:
             return False
-        xs = _cluster([c[0] for c in cells] + [c[2] for c in cells])
-        ys = _cluster([c[1] for c in cells] + [c[3] for c in cells])
+        xs = cluster([c[0] for c in cells] + [c[2] for c in cells])
+        ys = cluster([c[1] for c in cells] + [c[3] for c in cells])
         if len(xs) < 2 or len(ys) < 2:
             return False
         self.slots = [[-1] * (len(xs) - 1) for _ in range(len(ys) - 1)]
@@ -299,7 +299,8 @@ def _caption(page: Any, bbox: tuple[float, float, float, float]) -> str | None:
     return line
 
 
-def _cluster(values: list[float], tolerance: float = 1.5) -> list[float]:
+def cluster(values: list[float], tolerance: float = 1.5) -> list[float]:
+    """The distinct positions among `values`: sorted, each within `tolerance` of the one before joined to it."""
     out: list[float] = []
     for v in sorted(values):
         if out and v - out[-1] <= tolerance:

@@ -7,23 +7,30 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MIN_RULE", "table_edges"]
+__all__ = ["MIN_RULE", "rule_edges", "table_edges"]
 
 MIN_RULE = 2.0
 """A rect thinner than this (points) is a rule, not a box."""
 
 
 def table_edges(page: Any) -> list[dict[str, Any]]:
-    """The lines that make up tables.
+    """The lines that make up tables on a pdfplumber page.
 
     When the page has dark vertical rules (a grid drawn with lines), only dark rules count: shaded cells
     drawn as filled boxes, often in several pieces, would otherwise split cells. Otherwise (tables drawn as
     tiled cell backgrounds, as in EDGAR filings) every box edge counts, as in pdfplumber's default.
     A set of vertical rules left open at the top or bottom (a table cut by a page break) is closed.
     """
+    return rule_edges(list(page.rects) + list(page.lines))
+
+
+def rule_edges(shapes: list[dict[str, Any]], every_box: bool = False) -> list[dict[str, Any]]:
+    """`table_edges` of drawn shapes given as pdfplumber's rect and line dicts (x0, x1, top, bottom,
+    object_type, and the colours when known). `every_box` keeps box edges beside dark rules: a superset of
+    the edges, for a cheap first look at whether a page may hold a table at all."""
     rules: list[dict[str, Any]] = []
     boxes: list[dict[str, Any]] = []
-    for obj in list(page.rects) + list(page.lines):
+    for obj in shapes:
         x0, x1, top, bottom = obj["x0"], obj["x1"], obj["top"], obj["bottom"]
         w, h = x1 - x0, bottom - top
         if max(w, h) < MIN_RULE:
@@ -42,7 +49,7 @@ def table_edges(page: Any) -> list[dict[str, Any]]:
         else:
             boxes.extend(_box_edges(obj))
     vertical_rules = [e for e in rules if e["orientation"] == "v" and e["bottom"] - e["top"] > 8]
-    edges = rules if len(vertical_rules) >= 2 else rules + boxes
+    edges = rules if len(vertical_rules) >= 2 and not every_box else rules + boxes
     return edges + _closing_edges(edges)
 
 

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.table_grid import Grid, distinct
-from rag.table_rules import MIN_RULE, table_edges
+from rag.table_grid import Grid, cluster, distinct
+from rag.table_rules import rule_edges, table_edges
 
 _MAX_CONTINUED_PAGES = 30  # how far back a table continued over pages is followed to its header
+_FINDER_SETTINGS = {"vertical_strategy": "explicit", "horizontal_strategy": "explicit", "intersection_tolerance": 3}
 
 
 @dataclass(frozen=True)
@@ -166,25 +167,68 @@ def _page_grids(plumber: Any, document: Any, number: int) -> list[Grid]:
 
 
 def _may_hold_table(document: Any, number: int) -> bool:
-    """Whether PDFium sees enough drawing for a ruled table: two vertical rules or three boxes (cell
-    backgrounds, a rect per cell). Much cheaper than pdfminer's parse, which a page without them skips."""
-    import pypdfium2.raw as raw
+    """Whether the lines PDFium sees on the page could make a table of two rows and two columns.
+
+    The same geometry as `_find_grids` (pdfplumber's cells from explicit edges) on every straight shape
+    PDFium draws, rule or box edge, whatever its colour: a superset of the edges `_find_grids` is given, so a
+    page this rejects has no table there either, and pdfminer's parse of it (most of the table finder's
+    cost) is skipped. scripts/bench_tables.py --check-prefilter compares the tables found with and without it."""
+    from pdfplumber.table import TableFinder
 
     page = document[number - 1]
     try:
-        rules = boxes = 0
-        for obj in page.get_objects(filter=[raw.FPDF_PAGEOBJ_PATH], max_depth=2):
-            left, bottom, right, top = obj.get_bounds()
-            width, height = right - left, top - bottom
-            if width < MIN_RULE * 2 and height > 8:
-                rules += 1
-            elif width > MIN_RULE and height > MIN_RULE:
-                boxes += 1  # a box, or a path drawing several rules (a grid in one path)
-            if rules >= 2 or boxes >= 3:
-                return True
-        return False
+        edges = rule_edges(_drawn_shapes(page), every_box=True)
     finally:
         page.close()
+    vertical = [e for e in edges if e["orientation"] == "v"]
+    horizontal = [e for e in edges if e["orientation"] == "h"]
+    if len(vertical) < 3 or len(horizontal) < 3:  # two columns need three vertical edges, two rows three
+        return False
+    settings = {**_FINDER_SETTINGS, "explicit_vertical_lines": vertical, "explicit_horizontal_lines": horizontal}
+    for found in TableFinder(None, settings).tables:  # type: ignore[arg-type]  # explicit edges: no page read
+        cells = found.cells
+        columns = cluster([c[0] for c in cells] + [c[2] for c in cells])
+        rows = cluster([c[1] for c in cells] + [c[3] for c in cells])
+        if len(columns) >= 3 and len(rows) >= 3:
+            return True
+    return False
+
+
+def _drawn_shapes(page: Any) -> list[dict[str, Any]]:
+    """Each straight subpath of the page's paths as a pdfplumber-style shape: a "line" (two points) or a
+    "rect" (its bounding box), in points from the top. Subpaths with curves are left out, as pdfplumber
+    leaves them out of its rects and lines."""
+    import ctypes
+
+    import pypdfium2.raw as raw
+
+    height = page.get_height()
+    x, y = ctypes.c_float(), ctypes.c_float()
+    shapes: list[dict[str, Any]] = []
+
+    def close(points: list[tuple[float, float]], curved: bool) -> None:
+        if len(points) < 2 or curved:
+            return
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        kind = "line" if len(points) == 2 else "rect"
+        shapes.append({"object_type": kind, "x0": min(xs), "x1": max(xs), "top": height - max(ys),
+                       "bottom": height - min(ys)})  # fmt: skip
+
+    for obj in page.get_objects(filter=[raw.FPDF_PAGEOBJ_PATH], max_depth=2):
+        a, b, c, d, e, f = obj.get_matrix().get()
+        points: list[tuple[float, float]] = []
+        curved = False
+        for i in range(raw.FPDFPath_CountSegments(obj.raw)):
+            segment = raw.FPDFPath_GetPathSegment(obj.raw, i)
+            raw.FPDFPathSegment_GetPoint(segment, ctypes.byref(x), ctypes.byref(y))
+            kind = raw.FPDFPathSegment_GetType(segment)
+            if kind == raw.FPDF_SEGMENT_MOVETO:
+                close(points, curved)
+                points, curved = [], False
+            curved = curved or kind == raw.FPDF_SEGMENT_BEZIERTO
+            points.append((a * x.value + c * y.value + e, b * x.value + d * y.value + f))
+        close(points, curved)
+    return shapes
 
 
 def _find_grids(page: Any, number: int) -> list[Grid]:
@@ -193,11 +237,9 @@ def _find_grids(page: Any, number: int) -> list[Grid]:
     if not edges:
         return []
     settings = {
-        "vertical_strategy": "explicit",
-        "horizontal_strategy": "explicit",
+        **_FINDER_SETTINGS,
         "explicit_vertical_lines": [e for e in edges if e["orientation"] == "v"],
         "explicit_horizontal_lines": [e for e in edges if e["orientation"] == "h"],
-        "intersection_tolerance": 3,
     }
     grids = []
     for found in page.find_tables(settings):

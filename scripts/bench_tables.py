@@ -24,6 +24,11 @@ open + find + extract; the PDF is opened per page so every candidate pays the sa
 Run::
 
     PYTHONPATH=. .venv/bin/python scripts/bench_tables.py [--repeats 3] [--eval-dir ../shared/eval]
+
+With ``--check-prefilter [FOLDER ...]`` (default: every evaluation folder with PDFs) it checks instead that the
+page pre-check (``rag.tables._may_hold_table``: PDFium's drawn shapes through the same cell geometry) loses no
+table: every PDF's tables are found once with it and once with every page parsed by pdfminer, and compared
+whole; it prints the pages each way parsed, the tables, the differences and the CPU seconds.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tables import table
+from harness import table
 
 from rag.table_grid import join_lines
 from rag.tables import find_tables
@@ -164,15 +169,60 @@ def candidates() -> dict[str, Callable[[Path, int], Extracted]]:
     return found
 
 
+def check_prefilter(folders: list[Path]) -> int:
+    """Tables found with the page pre-check against every page parsed; returns 1 when any table differs."""
+    from unittest import mock
+
+    import rag.tables
+
+    pre_check = rag.tables._may_hold_table
+    rows: list[list[object]] = []
+    differ = 0
+    for pdf in sorted(p for folder in folders for p in folder.rglob("*.pdf")):
+        parsed = {"with": 0, "without": 0}
+
+        def counted(document: object, number: int, key: str, parsed: dict[str, int] = parsed) -> bool:
+            keep = key == "without" or pre_check(document, number)
+            parsed[key] += keep
+            return keep
+
+        cpu = {}
+        found = {}
+        for key in ("with", "without"):
+            started = time.process_time()
+            with mock.patch.object(rag.tables, "_may_hold_table", lambda d, n, key=key: counted(d, n, key)):
+                found[key] = find_tables(pdf)
+            cpu[key] = time.process_time() - started
+        lost = [t for t in found["without"] if t not in found["with"]]
+        extra = [t for t in found["with"] if t not in found["without"]]
+        differ += bool(lost or extra)
+        rows.append([pdf.name[:48], parsed["without"], parsed["with"], len(found["without"]), len(lost) + len(extra),
+                     cpu["without"], cpu["with"]])  # fmt: skip
+        print(f"  {rows[-1]}", file=sys.stderr, flush=True)
+    total = [sum(r[i] for r in rows) for i in range(1, 7)]  # type: ignore[misc]
+    rows.append(["total", *total])
+    table(
+        ["PDF", "pages parsed: all", "with pre-check", "tables", "tables differing", "CPU s: all", "with pre-check"],
+        rows,
+        "The page pre-check: tables found with it against every page parsed by pdfminer",
+        fmt=lambda v: f"{v:.1f}" if isinstance(v, float) else str(v),
+    )
+    return 1 if differ else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--eval-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "eval")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--check-prefilter", nargs="*", type=Path, metavar="FOLDER",
+                        help="compare the tables found with and without the page pre-check")  # fmt: skip
     args = parser.parse_args()
     if not args.eval_dir.is_dir():
         print(f"no evaluation folder at {args.eval_dir}: nothing to measure")
         return 0
     logging.disable(logging.WARNING)
+    if args.check_prefilter is not None:
+        return check_prefilter(args.check_prefilter or [args.eval_dir])
     rows: list[list[object]] = []
     totals: dict[str, list[float]] = {}
     for name, run in candidates().items():

@@ -115,3 +115,84 @@ def test_occupation_class_table() -> None:
     assert text.endswith("职业类别: 6; 医疗险: 拒保")
     outside = text_outside(OCCUPATION, 2, tables)
     assert "2021808" not in outside
+
+
+def _drawing_pdf(path: Path, pages: list[list[str]]) -> Path:
+    """One page per list of content-stream operators (drawing and text, Helvetica as /F1)."""
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(len(pages))).encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, len(pages)),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    for i, ops in enumerate(pages):
+        stream = "\n".join(ops).encode("latin-1")
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+            b"/Contents %d 0 R >>" % (5 + 2 * i)
+        )
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    path.write_bytes(assemble_pdf(objects))
+    return path
+
+
+def _cell_labels(x: list[int], y: list[int]) -> list[str]:
+    cells = [(r, c) for r in range(len(y) - 1) for c in range(len(x) - 1)]
+    return [f"BT /F1 10 Tf {x[c] + 4} {y[r] - 14} Td (r{r}c{c}) Tj ET" for r, c in cells]
+
+
+def test_the_page_pre_check_passes_every_drawing_of_a_table_and_skips_pages_without_one(tmp_path: Path) -> None:
+    """The pre-check (PDFium's shapes through the table finder's geometry) must let through every page the
+    full parse finds a table on, however the table is drawn, and stop pages whose lines make no 2 x 2 grid."""
+    import pypdfium2 as pdfium
+
+    from rag.tables import _may_hold_table
+
+    x, y = [60, 200, 330], [700, 680, 660]
+    labels = _cell_labels(x, y)
+    lines = [f"{xx} {y[0]} m {xx} {y[-1]} l S" for xx in x] + [f"{x[0]} {yy} m {x[-1]} {yy} l S" for yy in y]
+    subpaths = [f"{xx} {y[0]} m {xx} {y[-1]} l" for xx in x] + [f"{x[0]} {yy} m {x[-1]} {yy} l" for yy in y]
+    one_path = [" ".join(subpaths) + " S"]  # the whole grid as the subpaths of one path
+    cells = [(r, c) for r in range(2) for c in range(2)]
+    tiles = ["0.9 g"] + [f"{x[c]} {y[r + 1]} {x[c + 1] - x[c] - 1} {y[r] - y[r + 1] - 1} re f" for r, c in cells]
+    moved = ["q 1 0 0 1 0 -300 cm", *lines, *labels, "Q"]  # drawn through a transformation matrix
+    boxed_note = [
+        f"{x[0]} 600 {x[-1] - x[0]} 120 re S",  # a box around a note
+        "60 760 m 550 760 l S",  # a header rule
+        "300 400 m 350 450 400 450 450 400 c 400 350 350 350 300 400 c f",  # a curved logo
+        "BT /F1 10 Tf 64 700 Td (A note in a box) Tj ET",
+    ]
+    one_row = [f"{xx} {y[0]} m {xx} {y[1]} l S" for xx in x] + [f"{x[0]} {yy} m {x[-1]} {yy} l S" for yy in y[:2]]
+    pages = [[*lines, *labels], [*one_path, *labels], [*tiles, *labels], moved, boxed_note, one_row + labels[:2]]
+    pdf = _drawing_pdf(tmp_path / "drawings.pdf", pages)
+
+    document = pdfium.PdfDocument(str(pdf))
+    try:
+        passed = [_may_hold_table(document, n) for n in range(1, len(pages) + 1)]
+    finally:
+        document.close()
+    assert passed == [True, True, True, True, False, False]
+    found = {t.page for t in find_tables(pdf)}
+    assert found == {1, 2, 3, 4}, found  # each drawing is a real table for the full parse too
+    assert [t.rows for t in find_tables(pdf) if t.page == 4] == [t.rows for t in find_tables(pdf) if t.page == 1]
+
+
+def test_the_page_pre_check_loses_no_table_of_the_real_policies() -> None:
+    """On real pages, with and without the pre-check: the same tables (scripts/bench_tables.py
+    --check-prefilter runs this over every evaluation PDF)."""
+    from unittest import mock
+
+    import rag.tables
+
+    bajaj = EVAL / "policies_en" / "BAJHLIP23020V012223_BajajAllianz_GlobalHealthCare_PolicyWordings.pdf"
+    clauses = EVAL / "policies_zh" / "中华借款人意外伤害保险条款.pdf"
+    if not bajaj.exists() or not clauses.exists():
+        pytest.skip(f"evaluation PDFs not found at {EVAL}")
+    found = {}
+    for pdf, pages in ((bajaj, range(10, 22)), (clauses, range(1, 10))):
+        found[pdf] = find_tables(pdf, pages)
+        with mock.patch.object(rag.tables, "_may_hold_table", lambda document, number: True):
+            every_page = find_tables(pdf, pages)
+        assert found[pdf] == every_page
+    assert {t.page for t in found[bajaj]} == {13, 19, 20, 21}
+    assert found[clauses] == []  # its pages have boxes but no table
