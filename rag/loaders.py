@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from rag.discovery import STREAMED_SUFFIXES, escape_undecodable
 from rag.discovery import SUPPORTED_NAMES as SUPPORTED_NAMES
@@ -407,7 +407,7 @@ def _pypdf_pages(shown: str, data: bytes | Path) -> Iterator[str]:
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = PdfReader(io.BytesIO(data) if isinstance(data, bytes) else str(data), strict=False)
-        if reader.is_encrypted and not reader.decrypt(""):
+        if reader.is_encrypted and not _opens_without_password(reader):
             raise LoadError(shown, "encrypted PDF that needs a password", "save an unencrypted copy and ingest that")
         page_count = len(reader.pages)
     except LoadError:
@@ -431,15 +431,21 @@ def _pypdf_pages(shown: str, data: bytes | Path) -> Iterator[str]:
         raise LoadError(shown, "no text layer: scanned? OCR it first", "run OCR (e.g. ocrmypdf) and ingest the result")
 
 
+def _opens_without_password(reader: Any) -> bool:
+    try:
+        return bool(reader.decrypt(""))
+    except Exception:  # an encryption pypdf cannot undo here (a missing crypto library) needs a password too
+        return False
+
+
 def _pdfium_pages(shown: str, data: bytes | Path) -> Iterator[str]:
     import pypdfium2 as pdfium
 
     try:
         document = pdfium.PdfDocument(_pdf_input(data))
     except pdfium.PdfiumError as exc:
-        message = str(exc).lower()
-        if "password" in message:
-            raise LoadError(shown, "encrypted PDF that needs a password", "save an unencrypted copy") from exc
+        # Not told apart here: PDFium's error code can be the previous file's (after an encrypted PDF, a broken
+        # one also read "Incorrect password"). pypdf, which reads what PDFium cannot, says which it is.
         raise LoadError(shown, f"not a readable PDF ({exc})", "re-export or repair the PDF") from exc
     try:
         if len(document) == 0:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from rag.batch_writer import BatchWriter
 from rag.cli import app
 from rag.config import Settings
+from rag.discovery import SourceFile
 from rag.index import Index
 from rag.ingest import ingest_paths
 from rag.records import Chunk
@@ -297,3 +298,24 @@ def test_the_progress_bar_on_a_terminal_shows_chunks_an_eta_and_the_file_embedde
     assert frames, screen[-2000:]
     assert any(re.search(r"\d+/\d+ chunks .*ETA .*policy_\d\.md", frame) for frame in frames), frames[-5:]
     assert "added 8" in screen
+
+
+def test_a_broken_pdf_read_after_an_encrypted_one_is_not_called_encrypted(tmp_path: Path) -> None:
+    """PDFium's error code outlives the file it was set for: a broken PDF opened after an encrypted one read
+    "Incorrect password" too. Each must be told what is wrong with it, in either order."""
+    from test_bad_input import _encrypted_pdf
+
+    from rag.errors import LoadError
+    from rag.loaders import load_pages
+
+    encrypted, bomb = tmp_path / "encrypted.pdf", tmp_path / "bomb.pdf"
+    _encrypted_pdf(encrypted, "s3cret")
+    bomb.write_bytes(page_tree_bomb())
+    for order in ((encrypted, bomb), (bomb, encrypted)):
+        problems = {}
+        for path in order:
+            with pytest.raises(LoadError) as caught:
+                list(load_pages(SourceFile(path=path, source=path.name)))
+            problems[path] = caught.value.problem
+        assert problems[encrypted] == "encrypted PDF that needs a password"
+        assert problems[bomb].startswith("not a readable PDF (LimitReachedError"), problems[bomb]
