@@ -108,7 +108,7 @@ class BatchWriter:
                 ) from exc
             self._buffer.append(chunk)
             ids.append(chunk.id)
-            if len(self._buffer) >= self._store_batch:
+            if len(self._buffer) >= self._store_batch or self._first_batch_ready():
                 self._submit()  # errors of the model or the store are the run's, not this file's
                 file_start = 0
         if not ids:
@@ -116,6 +116,11 @@ class BatchWriter:
                 str(LoadError(source, "no text found", "check that the file has text (a scanned PDF needs OCR first)"))
             )
         return ids
+
+    def _first_batch_ready(self) -> bool:
+        """The first batch goes as soon as it can keep two models busy, not when it is full: until then the
+        embedder has nothing to do. Later batches wait to be full, as Chroma's upsert costs per call."""
+        return self._submitted == 0 and len(self._buffer) >= 2 * self._embed_batch_size
 
     def when_stored(self, callback: Callable[[], None]) -> None:
         """Run `callback` once everything added so far is stored."""

@@ -246,7 +246,9 @@ def _store_files(plan: _Plan, index: Index, store: ChromaStore, progress: Progre
             unsaved = False
 
     try:
-        for file, planned, size, mtime_ns in plan.pending:
+        # Smallest first: the embedder starts on the chunks of small files while a large PDF's table pass, which
+        # comes before its first chunk, runs beside it (policies: the models waited 7 s for a 49-page PDF).
+        for file, planned, size, mtime_ns in sorted(plan.pending, key=lambda pending: pending[2]):
             if progress:
                 progress("file", file.source, stored, len(plan.pending))
             try:
