@@ -14,6 +14,25 @@ EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 OCCUPATION = EVAL / "policies_zh" / "中华联合人寿职业类别分类表.pdf"
 
 
+def _drawing_pdf(path: Path, pages: list[list[str]]) -> Path:
+    """One page per list of content-stream operators (drawing and text, Helvetica as /F1)."""
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(len(pages))).encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, len(pages)),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    for i, ops in enumerate(pages):
+        stream = "\n".join(ops).encode("latin-1")
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+            b"/Contents %d 0 R >>" % (5 + 2 * i)
+        )
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    path.write_bytes(assemble_pdf(objects))
+    return path
+
+
 def _table_pdf(path: Path) -> Path:
     """One page: a title, a 3-column ruled table (header + 3 rows, one cell spanning two columns), and a
     paragraph below. Raw PDF operators, Helvetica: no generator library needed."""
@@ -35,17 +54,7 @@ def _table_pdf(path: Path) -> Path:
             if cell:
                 text.append(f"BT /F1 10 Tf {x[c] + 4} {y[r] - 14} Td ({cell}) Tj ET")
     text.append("BT /F1 10 Tf 60 580 Td (Refunds are paid within 15 days of the notice.) Tj ET")
-    stream = "\n".join(ops + text).encode("latin-1")
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
-        b"/Contents 5 0 R >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-    ]
-    path.write_bytes(assemble_pdf(objects))
-    return path
+    return _drawing_pdf(path, [ops + text])
 
 
 def test_rows_come_out_with_the_header_repeated(tmp_path: Path) -> None:
@@ -117,25 +126,6 @@ def test_occupation_class_table() -> None:
     assert "2021808" not in outside
 
 
-def _drawing_pdf(path: Path, pages: list[list[str]]) -> Path:
-    """One page per list of content-stream operators (drawing and text, Helvetica as /F1)."""
-    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(len(pages))).encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, len(pages)),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    for i, ops in enumerate(pages):
-        stream = "\n".join(ops).encode("latin-1")
-        objects.append(
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
-            b"/Contents %d 0 R >>" % (5 + 2 * i)
-        )
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
-    path.write_bytes(assemble_pdf(objects))
-    return path
-
-
 def _cell_labels(x: list[int], y: list[int]) -> list[str]:
     cells = [(r, c) for r in range(len(y) - 1) for c in range(len(x) - 1)]
     return [f"BT /F1 10 Tf {x[c] + 4} {y[r] - 14} Td (r{r}c{c}) Tj ET" for r, c in cells]
@@ -172,9 +162,9 @@ def test_the_page_pre_check_passes_every_drawing_of_a_table_and_skips_pages_with
     finally:
         document.close()
     assert passed == [True, True, True, True, False, False]
-    found = {t.page for t in find_tables(pdf)}
-    assert found == {1, 2, 3, 4}, found  # each drawing is a real table for the full parse too
-    assert [t.rows for t in find_tables(pdf) if t.page == 4] == [t.rows for t in find_tables(pdf) if t.page == 1]
+    tables = find_tables(pdf)
+    assert {t.page for t in tables} == {1, 2, 3, 4}, tables  # each drawing is a real table for the full parse too
+    assert [t.rows for t in tables if t.page == 4] == [t.rows for t in tables if t.page == 1]
 
 
 def test_the_page_pre_check_loses_no_table_of_the_real_policies() -> None:
